@@ -1,0 +1,289 @@
+"""Hole masks: DeepFill v1 boxes, DeepFill v2 free-form strokes, and mask files.
+
+numpy + PIL.ImageDraw only (never imports paddle). Every random draw comes from an explicit
+np.random.RandomState. Masks are float32, 1 = hole, 0 = known: [1, H, W] per sample and
+[N, 1, H, W] per batch. Boxes are (top, left, height, width).
+"""
+
+import math
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .dataset import IMAGE_EXTENSIONS, list_images, read_flist
+from .io import ImageReadError, read_mask, resize_mask, warn_skip
+
+MASK_TYPES = ("bbox", "free_form", "file")
+
+
+def _pair(size):
+    """int or (h, w) -> (h, w) ints."""
+    if np.isscalar(size):
+        return int(size), int(size)
+    height, width = size
+    return int(height), int(width)
+
+
+def _check_fits(image_size, bbox_size, margin):
+    """Raises ValueError unless a bbox_size box plus margins on both sides fits the image."""
+    (height, width), (box_h, box_w) = _pair(image_size), _pair(bbox_size)
+    margin_v, margin_h = _pair(margin)
+    if (min(box_h, box_w) < 1 or min(margin_v, margin_h) < 0
+            or box_h + 2 * margin_v > height or box_w + 2 * margin_h > width):
+        raise ValueError(f"masks: bbox {box_h}x{box_w} with margins ({margin_v}, {margin_h}) "
+                         f"does not fit in a {height}x{width} image")
+
+
+def random_bbox(rng, image_size, bbox_size=(128, 128), margin=(0, 0)):
+    """A random box, as the official v1 `random_bbox`: two rng draws, top then left.
+
+    top ~ U{m_v, ..., H - m_v - bbox_h - 1} (TF's random_uniform maxval is exclusive), left
+    likewise. Sizes are ints or (h, w); margin is (vertical, horizontal).
+
+    Returns:
+        (top, left, bbox_h, bbox_w) ints.
+
+    Raises:
+        ValueError: the box plus margins does not fit in the image.
+    """
+    _check_fits(image_size, bbox_size, margin)
+    (height, width), (box_h, box_w) = _pair(image_size), _pair(bbox_size)
+    margin_v, margin_h = _pair(margin)
+    max_top, max_left = height - margin_v - box_h, width - margin_h - box_w
+    # A box that fits exactly has one position (the official code fails on the empty range);
+    # still one draw each, so the random stream does not depend on the sizes.
+    top = rng.randint(margin_v, max(max_top, margin_v + 1))
+    left = rng.randint(margin_h, max(max_left, margin_h + 1))
+    return int(top), int(left), box_h, box_w
+
+
+def bbox_to_mask(bbox, image_size, max_delta=(32, 32), rng=None):
+    """The hole inside a box, as the official v1 `bbox2mask`.
+
+    The box shrinks by dh ~ U{0..max_delta_h // 2} on top and bottom and dw ~ U{0..
+    max_delta_w // 2} on left and right, so a 128 box with delta 32 gives 96..128 holes.
+
+    Args:
+        bbox: (top, left, h, w).
+        image_size: int or (H, W).
+        max_delta: int or (max_delta_h, max_delta_w); (0, 0) at inference.
+        rng: two draws (dh, then dw); may be None only when max_delta < 2 (no shrink).
+
+    Returns:
+        float32 [1, H, W] in {0, 1}.
+    """
+    height, width = _pair(image_size)
+    delta_h, delta_w = _pair(max_delta)
+    top, left, box_h, box_w = (int(v) for v in bbox)
+    if rng is None:
+        if max(delta_h, delta_w) >= 2:
+            raise ValueError("masks: bbox_to_mask needs an rng when max_delta >= 2")
+        dh = dw = 0
+    else:
+        dh = rng.randint(delta_h // 2 + 1)
+        dw = rng.randint(delta_w // 2 + 1)
+    mask = np.zeros((1, height, width), np.float32)
+    mask[:, top + dh:top + box_h - dh, left + dw:left + box_w - dw] = 1.0
+    return mask
+
+
+def brush_stroke_mask(rng, image_size):
+    """Free-form strokes, the official DeepFill v2 `brush_stroke_mask`.
+
+    1-3 strokes of 4-11 segments each; segment angles alternate around 2*pi/5 (+- up to
+    2*pi/15), lengths ~ N(r, r // 2) clipped to [0, 2r] with r = sqrt(H^2 + W^2) / 8, brush
+    width int(U(12, 40)) drawn as a PIL line plus a filled circle at every vertex. The rng calls
+    are the official ones in the official order: RandomState(2018) gives 10,347 hole pixels
+    at 256x256.
+
+    Deviation: the official code reads `h, w = mask.size` (PIL's (width, height)), swapping
+    the axes; here x runs along the width and y along the height. Square images are unaffected.
+
+    Returns:
+        float32 [1, H, W] in {0, 1}, for image_size int or (H, W).
+    """
+    height, width = _pair(image_size)
+    mean_angle, angle_range = 2 * math.pi / 5, 2 * math.pi / 15
+    average_radius = math.sqrt(height * height + width * width) / 8
+    mask = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask)
+    for _ in range(rng.randint(1, 4)):
+        num_vertex = rng.randint(4, 12)
+        angle_min = mean_angle - rng.uniform(0, angle_range)
+        angle_max = mean_angle + rng.uniform(0, angle_range)
+        # Even segments turn one way and odd ones the other, which gives the zig-zag.
+        angles = [2 * math.pi - rng.uniform(angle_min, angle_max) if i % 2 == 0
+                  else rng.uniform(angle_min, angle_max) for i in range(num_vertex)]
+        vertex = [(int(rng.randint(0, width)), int(rng.randint(0, height)))]
+        for angle in angles:
+            r = np.clip(rng.normal(loc=average_radius, scale=average_radius // 2),
+                        0, 2 * average_radius)
+            x = np.clip(vertex[-1][0] + r * math.cos(angle), 0, width)
+            y = np.clip(vertex[-1][1] + r * math.sin(angle), 0, height)
+            vertex.append((int(x), int(y)))
+        brush = int(rng.uniform(12, 40))
+        draw.line(vertex, fill=1, width=brush)
+        for x, y in vertex:  # round joints and caps
+            draw.ellipse((x - brush // 2, y - brush // 2, x + brush // 2, y + brush // 2), fill=1)
+    # The official code "flips" with p = 0.5 twice but discards the flipped image, so the flips
+    # are no-ops; the two draws stay so that the random stream matches the official one.
+    rng.normal()
+    rng.normal()
+    return np.asarray(mask, np.float32)[None].copy()
+
+
+def free_form_mask(rng, image_size, bbox_size=(128, 128), max_delta=(32, 32), margin=(0, 0)):
+    """DeepFill v2 training mask: free-form strokes OR a v1 box hole.
+
+    The official code runs both generators as TF ops in no fixed order. Here the strokes come
+    first, then the box (random_bbox, bbox_to_mask), all from `rng`: this is the order that
+    reproduces the reference statistics of 2,000 masks at 256x256 from RandomState(0) to three
+    decimals (hole mean 0.308, p5 0.207, p95 0.432; strokes mean 0.149; box mean 0.191).
+
+    Returns:
+        float32 [1, H, W] in {0, 1}.
+    """
+    strokes = brush_stroke_mask(rng, image_size)
+    bbox = random_bbox(rng, image_size, bbox_size, margin)
+    return np.maximum(strokes, bbox_to_mask(bbox, image_size, max_delta, rng))
+
+
+def box_around_mask(mask, bbox_size):
+    """A bbox_size box centred on the bounding box of the hole, shifted inside the image.
+
+    DeepFill v1's local critic needs a fixed-size patch around the hole; a free-form hole may
+    still extend beyond it. An empty mask gives the centred box.
+
+    Args:
+        mask: [1, H, W] or [H, W], 1 = hole.
+        bbox_size: int or (bbox_h, bbox_w), at most the image size.
+
+    Returns:
+        (top, left, bbox_h, bbox_w) ints.
+    """
+    mask = np.asarray(mask).reshape(np.shape(mask)[-2:])
+    height, width = mask.shape
+    box_h, box_w = _pair(bbox_size)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        top, left = (height - box_h) // 2, (width - box_w) // 2
+    else:  # centre of the hole's bounding box minus half the box, floored
+        top = (int(rows[0]) + int(rows[-1]) + 1 - box_h) // 2
+        left = (int(cols[0]) + int(cols[-1]) + 1 - box_w) // 2
+    top = min(max(top, 0), height - box_h)
+    left = min(max(left, 0), width - box_w)
+    return int(top), int(left), box_h, box_w
+
+
+class MaskFolder:
+    """Mask files (e.g. the NVIDIA irregular masks), read lazily and resized to image_size.
+
+    White (> 127) = hole, alpha composited over black (see `read_mask`); nearest resize keeps
+    them binary. Unreadable files are skipped with a warning, replaced by the next one.
+
+    Args:
+        folder_or_flist: a folder (searched recursively) or a .flist/.txt file.
+        image_size: int or (H, W) of the output masks.
+    """
+
+    def __init__(self, folder_or_flist, image_size):
+        self.source = str(folder_or_flist)
+        self.size = _pair(image_size)
+        if os.path.isdir(self.source):
+            self.paths = list_images(self.source)
+        elif os.path.isfile(self.source) and self.source.lower().endswith((".flist", ".txt")):
+            self.paths = read_flist(self.source)
+        else:
+            raise ValueError(f"masks: {self.source} is not a folder or a .flist/.txt file")
+        if not self.paths:
+            raise ValueError(f"masks: {self.source} has no {'/'.join(IMAGE_EXTENSIONS)} masks")
+        for path in self.paths:  # stop at the first good file: one read for a healthy folder
+            try:
+                read_mask(path)
+                break
+            except ImageReadError as exc:
+                warn_skip(exc, "mask")
+        else:
+            raise ValueError(f"masks: no readable mask in {self.source} "
+                             f"({len(self.paths)} files tried)")
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        """Mask i (or the next readable one): float32 [1, H, W] in {0, 1}."""
+        for step in range(len(self.paths)):
+            try:
+                mask = read_mask(self.paths[(int(i) + step) % len(self.paths)])
+            except ImageReadError as exc:
+                warn_skip(exc, "mask")
+                continue
+            return (resize_mask(mask, self.size) > 0.5).astype(np.float32)[None]
+        raise RuntimeError(f"masks: no readable mask left in {self.source}")
+
+    def sample(self, rng):
+        """A uniformly random mask (one rng draw): float32 [1, H, W]."""
+        return self[rng.randint(len(self.paths))]
+
+
+class MaskGenerator:
+    """Batches of masks plus the box the v1 local critic crops.
+
+    Args:
+        mask_type: 'bbox' (v1), 'free_form' (v2: box OR strokes) or 'file' (mask_dir).
+        image_size: int or (H, W).
+        bbox_size, max_delta, margin: box parameters (inpaint.yml HEIGHT/WIDTH,
+            MAX_DELTA_*, *_MARGIN).
+        mask_dir: folder or .flist of mask files, for 'file'.
+        per_sample: one mask per sample; False shares one mask with the whole batch, as the
+            official code does.
+
+    Calling it with (rng, batch_size) gives (mask float32 [N, 1, H, W], bbox int64 [N, 4]).
+    The box is (top, left, h, w): for 'bbox' the unshrunk box; otherwise `box_around_mask`.
+    """
+
+    def __init__(self, mask_type, image_size, bbox_size=(128, 128), max_delta=(32, 32),
+                 margin=(0, 0), mask_dir=None, per_sample=False):
+        if mask_type not in MASK_TYPES:
+            raise ValueError(f"masks: unknown mask_type {mask_type!r} "
+                             f"(valid: {', '.join(MASK_TYPES)})")
+        self.mask_type, self.per_sample = mask_type, per_sample
+        self.size, self.bbox_size = _pair(image_size), _pair(bbox_size)
+        self.max_delta, self.margin = _pair(max_delta), _pair(margin)
+        _check_fits(self.size, self.bbox_size, self.margin if mask_type != "file" else (0, 0))
+        shrink = 2 * (np.array(self.max_delta) // 2)
+        if mask_type != "file" and (shrink >= np.array(self.bbox_size)).any():
+            raise ValueError(f"masks: max_delta {self.max_delta} can shrink the {self.bbox_size} "
+                             "box to nothing")
+        if mask_type == "file" and mask_dir is None:
+            raise ValueError("masks: mask_type 'file' needs mask_dir")
+        self.folder = MaskFolder(mask_dir, self.size) if mask_type == "file" else None
+
+    def _one(self, rng):
+        if self.mask_type == "bbox":
+            bbox = random_bbox(rng, self.size, self.bbox_size, self.margin)
+            return bbox_to_mask(bbox, self.size, self.max_delta, rng), bbox
+        if self.mask_type == "free_form":
+            mask = free_form_mask(rng, self.size, self.bbox_size, self.max_delta, self.margin)
+        else:
+            mask = self.folder.sample(rng)
+        return mask, box_around_mask(mask, self.bbox_size)
+
+    def __call__(self, rng, batch_size):
+        draws = [self._one(rng) for _ in range(batch_size if self.per_sample else 1)]
+        if not self.per_sample:
+            draws = draws * batch_size
+        masks = np.stack([mask for mask, _ in draws]).astype(np.float32)
+        return masks, np.asarray([bbox for _, bbox in draws], np.int64).reshape(-1, 4)
+
+
+def mask_for_index(mask_gen, seed, index):
+    """The evaluation mask of item `index`: fixed per image, independent of the batch size.
+
+    Returns:
+        (mask float32 [1, H, W], bbox int64 [4]) drawn with batch 1 from
+        RandomState([seed, index]).
+    """
+    mask, bbox = mask_gen(np.random.RandomState([int(seed), int(index)]), 1)
+    return mask[0], bbox[0]

@@ -1,0 +1,18 @@
+"""Inpainting models behind one interface, and the registry that names them.
+
+Every model class exposes ``DEFAULTS`` (paper hyper-parameters), ``TINY`` (a small config for
+tests), ``forward(image, mask) -> dict``, ``g_loss(batch, out)``, ``d_loss(batch, out)`` and the
+sub-layers ``netG`` / ``netD``; train.py and test.py only ever talk to that interface.
+"""
+from models import runtime  # noqa: F401  (sets the CPU math-library switch before paddle loads)
+from models.deepfill_v1 import DeepFillV1
+
+MODELS = {'deepfill_v1': DeepFillV1}
+
+
+def build(name, cfg):
+    """Builds model ``name`` from a (possibly larger) flat config; unknown names are an error."""
+    if name not in MODELS:
+        raise ValueError(f"model: unknown model '{name}'; choose one of {', '.join(MODELS)}")
+    cls = MODELS[name]
+    return cls(**{k: v for k, v in cfg.items() if k in cls.DEFAULTS})

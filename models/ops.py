@@ -1,0 +1,286 @@
+"""Layers shared by more than one paper: TF-style convolutions, resizes and contextual attention.
+
+The official DeepFill code is TensorFlow (NHWC); everything here is Paddle NCHW. Two TF
+behaviours matter for weight and output parity and are reproduced on purpose:
+
+- ``'SAME'`` padding is asymmetric at stride 2 (a 3x3/s2 conv on an even input pads 0 before and 1
+  after, a 5x5/s2 pads 1 and 2): a symmetric ``padding=1`` would shift the sampling grid by a pixel.
+- ``resize_nearest_neighbor(align_corners=True)`` picks source index ``round(i*(in-1)/(out-1))``,
+  which for a 2x downsample is not ``2i`` (64 -> 32 picks 0, 2, ..., 30, 33, 35, ..., 63).
+"""
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle import ParamAttr
+from paddle.nn.initializer import Constant, XavierUniform
+
+_ACTIVATIONS = {'elu': F.elu, 'relu': F.relu, None: lambda x: x}
+
+
+def same_padding(kernel_size, stride=1, dilation=1):
+    """TF 'SAME' padding as [top, bottom, left, right] for inputs divisible by ``stride``.
+
+    TF pads ``k_eff - stride`` in total (k_eff = dilation*(k-1)+1) and puts the odd pixel after.
+    """
+    total = max(dilation * (kernel_size - 1) + 1 - stride, 0)
+    before = total // 2
+    return [before, total - before, before, total - before]
+
+
+def tf_init():
+    """TF's default initialisation of conv/dense layers: glorot-uniform kernel, zero bias."""
+    return ParamAttr(initializer=XavierUniform()), ParamAttr(initializer=Constant(0.0))
+
+
+def conv2d_same(in_channels, out_channels, kernel_size, stride=1, dilation=1):
+    """``nn.Conv2D`` with TF 'SAME' padding and TF initialisation."""
+    weight_attr, bias_attr = tf_init()
+    return nn.Conv2D(in_channels, out_channels, kernel_size, stride,
+                     padding=same_padding(kernel_size, stride, dilation), dilation=dilation,
+                     weight_attr=weight_attr, bias_attr=bias_attr)
+
+
+class GenConv(nn.Layer):
+    """Generator conv of the official code (``gen_conv``): conv, then ELU (or ReLU / nothing)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, dilation=1,
+                 activation='elu'):
+        super().__init__()
+        self.conv = conv2d_same(in_channels, out_channels, kernel_size, stride, dilation)
+        self.act = _ACTIVATIONS[activation]
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+def upsample_nearest2x(x):
+    """Nearest-neighbour x2 upsampling, [N,C,H,W] -> [N,C,2H,2W].
+
+    Equal to TF ``resize_nearest_neighbor(align_corners=True)`` at exactly x2 (both pick
+    floor(o/2)). Written with expand/reshape rather than ``F.interpolate``, which has no double
+    backward and breaks the oneDNN predictor (paddle-platform.md, sections 2 and 3.3).
+    """
+    n, c, h, w = x.shape
+    return x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
+
+
+class GenDeconv(nn.Layer):
+    """Generator upsampling of the official code (``gen_deconv``): NN x2, then a 3x3 GenConv."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = GenConv(in_channels, out_channels, 3)
+
+    def forward(self, x):
+        return self.conv(upsample_nearest2x(x))
+
+
+class DisConv(nn.Layer):
+    """Critic conv of the official code (``dis_conv``): 5x5, stride 2, 'SAME', LeakyReLU(0.2)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = conv2d_same(in_channels, out_channels, 5, 2)
+
+    def forward(self, x):
+        return F.leaky_relu(self.conv(x), 0.2)
+
+
+def tf_nearest_indices(in_size, out_size):
+    """Source indices of TF1 ``resize_nearest_neighbor(align_corners=True)``.
+
+    TF computes ``roundf(float32(i) * float32((in-1)/(out-1)))`` (round half away from zero) and
+    clamps to ``in-1``; the float32 product is reproduced exactly before rounding.
+    """
+    scale = np.float32(in_size - 1) / np.float32(out_size - 1) if out_size > 1 else np.float32(0)
+    src = np.arange(out_size, dtype=np.float32) * np.float32(scale)
+    return np.minimum(np.floor(src.astype(np.float64) + 0.5), in_size - 1).astype('int64')
+
+
+def resize_nearest_tf(x, size):
+    """TF1 nearest resize with align_corners=True of [N,C,H,W] to ``size`` = (h, w)."""
+    _, _, h, w = x.shape
+    if (h, w) == tuple(size):
+        return x
+    rows = paddle.to_tensor(tf_nearest_indices(h, size[0]))
+    cols = paddle.to_tensor(tf_nearest_indices(w, size[1]))
+    return paddle.index_select(paddle.index_select(x, rows, axis=2), cols, axis=3)
+
+
+# ---------------------------------------------------------------- contextual attention helpers
+def extract_patches(x, kernel_size, stride=1):
+    """All ``kernel_size`` patches of x with TF 'SAME' padding: [N,C,H,W] -> [N, C*k*k, L].
+
+    Columns run over patch positions in row-major order (L = ceil(H/stride) * ceil(W/stride)).
+    """
+    top, bottom, left, right = same_padding(kernel_size, stride)
+    return F.unfold(x, kernel_size, stride, [top, left, bottom, right])
+
+
+def matching_scores(f, b, kernel_size, eps=1e-4):
+    """Cosine-like scores of every foreground position against every background patch.
+
+    Equivalent to the official ``conv2d(f, w / max(||w||, eps), 'SAME')`` with one kernel per
+    background patch: only the background patches are normalised (f is not), and ``eps`` is the
+    official escape-NaN floor for all-zero patches.
+
+    Args:
+        f, b: [N, C, h, w] foreground and background features.
+    Returns:
+        [N, Lb, Lf] scores (Lb = Lf = h*w).
+    """
+    w = extract_patches(b, kernel_size)  # [N, C*k*k, Lb]
+    w = w / paddle.clip(paddle.linalg.norm(w, axis=1, keepdim=True), min=eps)
+    fp = extract_patches(f, kernel_size)  # [N, C*k*k, Lf]
+    return paddle.bmm(w.transpose([0, 2, 1]), fp)
+
+
+def _diagonal_sum(scores, k):
+    """'SAME' conv of each [Lb, Lf] score image with a k x k identity kernel (a diagonal sum)."""
+    _, lb, lf = scores.shape
+    p = k // 2
+    padded = F.pad(scores.unsqueeze(1), [p, k - 1 - p, p, k - 1 - p]).squeeze(1)
+    return paddle.add_n([padded[:, d:d + lb, d:d + lf] for d in range(k)])
+
+
+def fuse_scores(scores, b_hw, f_hw, k=3):
+    """The official "fuse" step: favour matches whose neighbours match coherently.
+
+    The [Lb, Lf] score image is convolved with a k x k identity kernel, which adds the scores of
+    neighbouring (foreground, background) pairs along the row-major order; then both orders are
+    switched to column-major and the same is done again, so vertical neighbours count too.
+    """
+    n, lb, lf = scores.shape
+    (bh, bw), (fh, fw) = b_hw, f_hw
+    scores = _diagonal_sum(scores, k)
+    scores = scores.reshape([n, bh, bw, fh, fw]).transpose([0, 2, 1, 4, 3]).reshape([n, lb, lf])
+    scores = _diagonal_sum(scores, k)
+    return scores.reshape([n, bw, bh, fw, fh]).transpose([0, 2, 1, 4, 3]).reshape([n, lb, lf])
+
+
+def known_patch_mask(mask, kernel_size):
+    """1 for background patches whose window holds no hole pixel: [N,1,h,w] -> [N, Lb, 1]."""
+    m = extract_patches(mask, kernel_size)  # [N, k*k, Lb]
+    return (m.mean(axis=1, keepdim=True) == 0).astype(mask.dtype).transpose([0, 2, 1])
+
+
+def masked_softmax(scores, known, scale):
+    """Softmax over background patches; hole patches are zeroed before and after (official).
+
+    Hole patches get score 0 (not -inf) inside the softmax and their weight is set to 0 after it,
+    without renormalising: that is what the official code does, so we keep it.
+    """
+    scores = scores * known
+    return F.softmax(scores * scale, axis=1) * known
+
+
+def paste_patches(attention, raw_patches, out_hw, rate):
+    """Transposed convolution with the full-resolution patches as kernels, divided by 4.
+
+    Args:
+        attention: [N, Lb, Lf] weights over background patches for every foreground position.
+        raw_patches: [N, C*(2r)*(2r), Lb] full-resolution background patches (r = rate).
+    Returns:
+        [N, C, H, W]; every pixel is covered by 2x2 overlapping patches, hence the 1/4.
+    """
+    cols = paddle.bmm(raw_patches, attention)  # [N, C*(2r)^2, Lf]
+    top, bottom, left, right = same_padding(2 * rate, rate)
+    return F.fold(cols, list(out_hw), 2 * rate, rate, [top, left, bottom, right]) / 4.0
+
+
+def attention_offsets(attention, f_hw, b_hw):
+    """Where each foreground position copies from, relative to itself: [N, 2, fh, fw] (dy, dx)."""
+    (fh, fw), (_, bw) = f_hw, b_hw
+    idx = paddle.argmax(attention, axis=1).reshape([-1, 1, fh, fw])  # [N, 1, fh, fw]
+    rows = paddle.arange(fh, dtype='int64').reshape([1, 1, fh, 1])
+    cols = paddle.arange(fw, dtype='int64').reshape([1, 1, 1, fw])
+    return paddle.concat([idx // bw - rows, idx % bw - cols], axis=1)
+
+
+class ContextualAttention(nn.Layer):
+    """Contextual attention (Yu et al., CVPR 2018, Sec. 3.2), batched without a loop over items.
+
+    Matching runs on f and b downsampled by ``rate`` (TF nearest, align_corners) with ksize x ksize
+    patches; the matched background is pasted back from 2*rate x 2*rate patches of the
+    full-resolution b. Per-sample masks are supported: each item uses its own mask, which equals
+    the official code (it reads item 0 of a mask shared by the batch) when the mask is shared.
+
+    Memory: the score tensor is N x (HW/rate^2)^2 floats for an HxW feature map (4 MB per item for
+    a 256x256 image, whose features are 64x64).
+    """
+
+    def __init__(self, ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True):
+        super().__init__()
+        if stride != 1:
+            raise ValueError('ContextualAttention: only stride 1 is implemented (the official '
+                             'default and the only value the papers use)')
+        self.ksize, self.rate, self.fuse_k = ksize, rate, fuse_k
+        self.softmax_scale, self.fuse = softmax_scale, fuse
+
+    def forward(self, f, b, mask=None):
+        """Args:
+            f, b: [N, C, H, W] foreground/background features (DeepFill passes f = b).
+            mask: [N, 1, H, W] hole mask (1 = hole) at the feature resolution, or None.
+        Returns:
+            y: [N, C, H, W] reconstruction; offsets: [N, 2, H/rate, W/rate] int64 (dy, dx).
+        """
+        n, _, h, w = f.shape
+        small = (h // self.rate, w // self.rate)
+        raw = extract_patches(b, 2 * self.rate, self.rate)  # [N, C*(2r)^2, Lb]
+        f_s, b_s = resize_nearest_tf(f, small), resize_nearest_tf(b, small)
+        if mask is None:
+            mask = paddle.zeros([n, 1, h, w], f.dtype)
+        known = known_patch_mask(resize_nearest_tf(mask, small), self.ksize)
+        scores = matching_scores(f_s, b_s, self.ksize)
+        if self.fuse:
+            scores = fuse_scores(scores, small, small, self.fuse_k)
+        attention = masked_softmax(scores, known, self.softmax_scale)
+        y = paste_patches(attention, raw, (h, w), self.rate)
+        return y, attention_offsets(attention, small, small)
+
+
+# ---------------------------------------------------------------- flow visualisation (numpy)
+def _color_wheel():
+    """The Middlebury optical-flow colour wheel: 55 RGB colours in [0, 255]."""
+    segments = [(15, (255, 0, 0), (255, 255, 0)), (6, (255, 255, 0), (0, 255, 0)),
+                (4, (0, 255, 0), (0, 255, 255)), (11, (0, 255, 255), (0, 0, 255)),
+                (13, (0, 0, 255), (255, 0, 255)), (6, (255, 0, 255), (255, 0, 0))]
+    rows = []
+    for count, start, end in segments:
+        t = np.floor(255 * np.arange(count) / count) / 255  # the wheel's quantised ramp
+        rows.append(np.asarray(start)[None] + t[:, None] * (np.subtract(end, start))[None])
+    return np.concatenate(rows).astype(np.float64)
+
+
+def flow_to_image(offsets, size=None):
+    """Colours attention offsets as the official flow image, in [-1, 1].
+
+    Hue gives the direction and saturation the distance; like the official code, item i is
+    normalised by the largest radius among items 0..i.
+
+    Args:
+        offsets: [N, 2, h, w] (dy, dx), numpy or paddle.
+        size: optional (H, W) to upsample to with nearest neighbour (an integer multiple of h, w).
+    Returns:
+        float32 [N, 3, H, W] in [-1, 1].
+    """
+    offsets = np.asarray(offsets.numpy() if hasattr(offsets, 'numpy') else offsets, np.float64)
+    wheel = _color_wheel()
+    out, max_rad = [], -1.0
+    for dy, dx in offsets:
+        max_rad = max(max_rad, float(np.sqrt(dy ** 2 + dx ** 2).max()))
+        u, v = dy / (max_rad + np.finfo(float).eps), dx / (max_rad + np.finfo(float).eps)
+        rad = np.sqrt(u ** 2 + v ** 2)
+        pos = (np.arctan2(-v, -u) / np.pi + 1) / 2 * (len(wheel) - 1)
+        k0 = np.floor(pos).astype(int)
+        k1 = (k0 + 1) % len(wheel)
+        frac = (pos - k0)[..., None]
+        col = ((1 - frac) * wheel[k0] + frac * wheel[k1]) / 255
+        inside = (rad <= 1)[..., None]
+        col = np.where(inside, 1 - rad[..., None] * (1 - col), col * 0.75)
+        out.append(np.floor(255 * col).astype(np.uint8).transpose(2, 0, 1))
+    img = np.stack(out).astype(np.float32) / 127.5 - 1
+    if size is not None:
+        img = img.repeat(size[0] // img.shape[2], axis=2).repeat(size[1] // img.shape[3], axis=3)
+    return img

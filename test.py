@@ -1,0 +1,173 @@
+"""Evaluates a checkpoint on a dataset with fixed masks, or inpaints your own photos.
+
+    python test.py                       # latest quick-start checkpoint on the builtin val photos
+    python test.py --checkpoint checkpoints/RUN/latest.safetensors --data val.flist --baseline telea
+    python test.py --image photo.jpg --mask mask.png --output out.png    # any size; white = hole
+    python test.py --image photos/ --mask masks/ --output results/       # masks matched by name
+
+Dataset mode writes, to --out_dir (default: the checkpoint's folder, test_<checkpoint>/):
+metrics.csv (one row per image and method), metrics.txt (means, `key value`), composites/ and
+grids/ (input | model [| telea] | ground truth). Metrics follow MMagic: hole L1 x100 on [0, 1]
+images, whole-image PSNR and SSIM; plus the DeepFill paper's l1, l2 and TV (data/metrics.py).
+Masks are drawn per image from RandomState([seed, index]), so numbers compare across models.
+"""
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models import runtime
+from models.inpainter import Inpainter, load_model
+
+import cv2  # noqa: E402
+import paddle  # noqa: E402
+
+from data import (IMAGE_EXTENSIONS, ImageDataset, MaskGenerator, compute_all, list_images,  # noqa
+                  mask_for_index, read_image, read_mask, save_image, to_uint8)
+from models.visual import grid  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+QUICKSTART = ROOT / 'checkpoints' / 'deepfill_v1_quickstart' / 'latest.safetensors'
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--checkpoint', default=str(QUICKSTART), help='.safetensors checkpoint')
+    p.add_argument('--allow_pickle', action='store_true',
+                   help='allow loading a pickled .pdparams (it can run code: trusted files only)')
+    p.add_argument('--model', help='model name, needed only for a pickled .pdparams')
+    p.add_argument('--data', help="folder, .flist or 'builtin:val' (default: the run's val data)")
+    p.add_argument('--mask_type', help="bbox, free_form or file (default: the training masks)")
+    p.add_argument('--mask_dir', help='mask images for --mask_type file')
+    p.add_argument('--count', type=int, default=None, help='evaluate at most this many images')
+    p.add_argument('--batch_size', type=int, default=8)
+    p.add_argument('--seed', type=int, default=0, help='seed of the evaluation masks')
+    p.add_argument('--out_dir', help='where results go')
+    p.add_argument('--baseline', choices=['none', 'telea'], default='none',
+                   help="also run OpenCV's Telea inpainting on the same masks")
+    p.add_argument('--image', help='a photo or a folder of photos to inpaint')
+    p.add_argument('--mask', help='its mask (white = hole) or a folder of masks with the same names')
+    p.add_argument('--output', help='output file (or folder, for a folder of photos)')
+    p.add_argument('--device', default='auto')
+    return p.parse_args(argv)
+
+
+def telea(image_u8, mask):
+    """OpenCV's Telea (2004) inpainting of the hole, radius 3: a classical baseline."""
+    return cv2.inpaint(image_u8, (mask > 0).astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
+
+
+def evaluate_dataset(args, model, state):
+    cfg = state.get('config', model.cfg)
+    data = args.data or cfg.get('val_data') or (
+        'builtin:val' if str(cfg.get('data', 'builtin')).startswith('builtin') else None)
+    if data is None:
+        raise ValueError('--data: the checkpoint was not trained on builtin data; pass --data')
+    size = cfg['image_size']
+    dataset = ImageDataset(data, size, train=False)
+    masks = MaskGenerator(args.mask_type or cfg['mask_type'], size, cfg.get('bbox_size', 128),
+                          cfg.get('max_delta', 32), cfg.get('margin', 0),
+                          args.mask_dir or cfg.get('mask_dir'), per_sample=True)
+    n = len(dataset) if args.count is None else min(args.count, len(dataset))
+    out_dir = Path(args.out_dir or Path(args.checkpoint).parent / f'test_{Path(args.checkpoint).stem}')
+    for sub in ('composites', 'grids'):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    methods = ['model'] + (['telea'] if args.baseline == 'telea' else [])
+    rows = []
+    for start in range(0, n, args.batch_size):
+        idx = list(range(start, min(start + args.batch_size, n)))
+        images = np.stack([dataset[i]['image'] for i in idx])
+        mask = np.stack([mask_for_index(masks, args.seed, i)[0] for i in idx])
+        with paddle.no_grad():
+            out = model(paddle.to_tensor(images), paddle.to_tensor(mask))
+        composite = out['composite'].numpy()
+        for j, i in enumerate(idx):
+            name, gt, m = dataset.name(i), to_uint8(images[j]), mask[j, 0]
+            results = {'model': to_uint8(composite[j])}
+            if 'telea' in methods:
+                results['telea'] = telea(np.where(m[..., None] > 0, 0, gt).astype(np.uint8), m)
+            for method, result in results.items():
+                rows.append(dict(method=method, image=name, hole_ratio=float(m.mean()),
+                                 **compute_all(gt, result, m)))
+            save_image(out_dir / 'composites' / f'{name}.png', results['model'])
+            shown = [images[j] * (1 - m) + m] + [r.transpose(2, 0, 1) / 127.5 - 1
+                                                 for r in results.values()] + [images[j]]
+            save_image(out_dir / 'grids' / f'{name}.png', grid([c[None] for c in shown]))
+    write_report(out_dir, rows, methods, dict(checkpoint=args.checkpoint, data=data,
+                                              masks=args.mask_type or cfg['mask_type'],
+                                              seed=args.seed, images=n))
+    return 0
+
+
+def write_report(out_dir, rows, methods, info):
+    """metrics.csv (per image), metrics.txt (means) and a printed table."""
+    keys = [k for k in rows[0] if k not in ('method', 'image')]
+    with open(out_dir / 'metrics.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=['method', 'image'] + keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    means = {m: {k: float(np.mean([r[k] for r in rows if r['method'] == m])) for k in keys}
+             for m in methods}
+    lines = [' '.join(f'{k} {v}' for k, v in info.items())]
+    lines += [f'method {m} ' + ' '.join(f'{k} {v:.4f}' for k, v in means[m].items())
+              for m in methods]
+    (out_dir / 'metrics.txt').write_text('\n'.join(lines) + '\n')
+    print(f"{'method':<8}" + ''.join(f'{k:>11}' for k in keys))
+    for m in methods:
+        print(f'{m:<8}' + ''.join(f'{v:>11.4f}' for v in means[m].values()))
+    print(f'{info["images"]} images; results in {out_dir}')
+
+
+def find_mask(mask_arg, image_path):
+    """The mask for one photo: the --mask file, or the file with the same stem in --mask/."""
+    mask_path = Path(mask_arg)
+    if mask_path.is_file():
+        return mask_path
+    matches = [p for p in mask_path.glob(Path(image_path).stem + '.*')
+               if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not matches:
+        raise FileNotFoundError(f'--mask: no mask named {Path(image_path).stem}.* in {mask_path}')
+    return matches[0]
+
+
+def inpaint_files(args, model):
+    """Single-image and folder modes, through the Inpainter (any size, known pixels kept)."""
+    if not args.mask or not args.output:
+        raise ValueError('--image needs --mask and --output')
+    for flag in ('image', 'mask'):
+        if not Path(getattr(args, flag)).exists():
+            raise FileNotFoundError(f'--{flag}: {getattr(args, flag)} does not exist')
+    inpainter = Inpainter(model)
+    folder = Path(args.image).is_dir()
+    images = list_images(args.image) if folder else [args.image]
+    for path in images:
+        mask_path = find_mask(args.mask, path)
+        image, mask = read_image(path), read_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise ValueError(f'--mask: {mask_path} is {mask.shape[1]}x{mask.shape[0]} but '
+                             f'{path} is {image.shape[1]}x{image.shape[0]} (width x height)')
+        if not mask.any():
+            raise ValueError(f'--mask: {mask_path} marks no hole (white = hole, black = keep)')
+        out = Path(args.output) / (Path(path).stem + '.png') if folder else Path(args.output)
+        save_image(out, inpainter(image, mask))
+        print(f'{path} -> {out}')
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runtime.setup(args.device)
+    if not Path(args.checkpoint).exists() and args.checkpoint == str(QUICKSTART):
+        raise FileNotFoundError(f'--checkpoint: {QUICKSTART} does not exist yet; run '
+                                '`python train.py` first or pass --checkpoint')
+    model, state = load_model(args.checkpoint, args.allow_pickle, args.model)
+    if args.image:
+        return inpaint_files(args, model)
+    return evaluate_dataset(args, model, state)
+
+
+if __name__ == '__main__':
+    sys.exit(runtime.run_cli(main))

@@ -1,0 +1,392 @@
+"""Trains an inpainting model of models/ (DeepFill v1 so far) with its paper's schedule.
+
+    python train.py                                   # quick start: builtin photos, CPU, < 10 min
+    python train.py --config configs/deepfill_v1_places2.yaml --data /data/places2/train.flist
+    python train.py --run_name deepfill_v1_places2 --resume          # continue exactly
+    python train.py --max_iters 2 --image_size 64 --bbox_size 32 --max_delta 8 --cnum 8 \
+        --d_cnum 8 --batch_size 2 --run_name smoke --overwrite        # tiny CPU smoke run
+
+Config precedence: RUN_DEFAULTS below < the model's DEFAULTS (paper values) < the YAML given by
+--config (default: configs/<model>_quickstart.yaml) < --key value on the command line. Unknown
+keys and wrongly typed values are errors. The resolved config is written to the run folder, to
+the top of log.txt and into every checkpoint.
+
+Schedule (official DeepFill v1): per iteration, ``d_steps`` critic steps, each on a fresh batch
+and mask with the generator's output detached, then one generator step with the critics frozen.
+All randomness (data order, crops, masks, gradient-penalty mixing) is a function of the seed and
+the number of batches drawn, so ``--resume`` continues exactly where a checkpoint left off.
+"""
+import argparse
+import difflib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from models import MODELS, build, runtime
+from models.checkpoint import (link_or_copy, load_model_state, load_optimizer_state,
+                               read_checkpoint, save_checkpoint)
+
+import paddle  # noqa: E402  (after models: runtime sets the CPU switches first)
+from tqdm import tqdm  # noqa: E402
+
+from data import ImageDataset, InfiniteSampler, MaskGenerator, collate, mask_for_index  # noqa
+from data.io import save_image  # noqa: E402
+from data.metrics import compute_all  # noqa: E402
+from models.visual import grid, panels  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+RUN_DEFAULTS = dict(
+    model='deepfill_v1',     # a key of models.MODELS
+    data='builtin',          # folder, .flist, or 'builtin' (scikit-image photos)
+    val_data=None,           # validation folder/.flist; None: builtin val photos for builtin data
+    val_count=8,             # validation images used for the metrics and sample grids
+    mask_dir=None,           # mask images for mask_type 'file'
+    per_sample_mask=False,   # one mask per sample instead of one per batch (official)
+    random_crop=True,        # crop (True) or resize (False) to image_size
+    flip=True,               # random horizontal flips
+    seed=0,
+    run_name=None,           # default: <model>_quickstart, or the --config file's name
+    log_interval=10,         # iterations between log lines
+    eval_interval=500,       # iterations between validation metrics + sample grids
+    ckpt_interval=1000,      # iterations between checkpoints
+    keep_ckpts=5,            # iteration checkpoints kept (latest.safetensors always)
+    num_workers=2,           # DataLoader worker processes (0: load in the main process)
+    device='auto',           # auto, cpu, gpu, gpu:N
+    threads=None,            # CPU math threads (default: all cores)
+)
+
+
+# ----------------------------------------------------------------------------- configuration
+def parse_value(text):
+    """Command-line text -> bool/None/int/float/list/str (YAML rules, plus 1e-4 as a float)."""
+    try:
+        return float(text) if 'e' in text.lower() and '.' not in text else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError):
+        return text
+
+
+def check_key(cfg, key, value, where):
+    """Returns ``value`` converted to the type of ``cfg[key]``; unknown keys and types fail."""
+    if key not in cfg:
+        close = difflib.get_close_matches(key, cfg, 3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ''
+        raise ValueError(f"{where}: unknown key '{key}'{hint}")
+    default = cfg[key]
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, float) and isinstance(value, int):
+        value, ok = float(value), True
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"{where}: '{key}' expects {type(default).__name__} "
+                         f"(default {default!r}), got {value!r}")
+    return value
+
+
+def parse_overrides(tokens):
+    """['--a', '1', '--b=x'] -> {'a': 1, 'b': 'x'}."""
+    out, i = {}, 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith('--'):
+            raise ValueError(f"command line: expected --key value, got '{tok}'")
+        key, eq, value = tok[2:].partition('=')
+        if not eq:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith('--'):
+                raise ValueError(f"command line: --{key} needs a value")
+            value, i = tokens[i + 1], i + 1
+        out[key] = parse_value(value)
+        i += 1
+    return out
+
+
+def load_yaml(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'--config: {path} does not exist')
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f'--config: {path} must hold a mapping of key: value')
+    return data
+
+
+def resolve_config(args, overrides):
+    """RUN_DEFAULTS < model DEFAULTS < YAML < command line, every key and type checked."""
+    model = overrides.get('model') or (load_yaml(args.config).get('model') if args.config
+                                       else None) or RUN_DEFAULTS['model']
+    if model not in MODELS:
+        raise ValueError(f"model: unknown model '{model}'; choose one of {', '.join(MODELS)}")
+    cfg = {**RUN_DEFAULTS, **MODELS[model].DEFAULTS, 'model': model}
+    config = args.config or ROOT / 'configs' / f'{model}_quickstart.yaml'
+    for key, value in load_yaml(config).items():
+        cfg[key] = check_key(cfg, key, value, str(config))
+    for key, value in overrides.items():
+        cfg[key] = check_key(cfg, key, value, 'command line')
+    if cfg['data'] is None:
+        raise ValueError(f'data: {config} needs --data (a folder or .flist of training images)')
+    if cfg['run_name'] is None:
+        cfg['run_name'] = Path(config).stem
+    return cfg
+
+
+# ----------------------------------------------------------------------------- run folder
+def open_run(args, overrides):
+    """Resolves the config (fresh or from the checkpoint to resume); returns (cfg, dir, ckpt)."""
+    if args.resume:
+        path = args.resume if args.resume != 'latest' else None
+        if path is None:
+            name = overrides.get('run_name') or resolve_config(args, overrides)['run_name']
+            path = ROOT / 'checkpoints' / name / 'latest.safetensors'
+        tensors, state = read_checkpoint(path)
+        cfg = dict(state['config'])
+        for key, value in overrides.items():
+            cfg[key] = check_key(cfg, key, value, 'command line')
+        return cfg, Path(path).parent, (tensors, state, path)
+    cfg = resolve_config(args, overrides)
+    run_dir = ROOT / 'checkpoints' / cfg['run_name']
+    if (run_dir / 'latest.safetensors').exists() and not args.overwrite:
+        raise ValueError(f'{run_dir} already holds a run: pass --resume to continue it, '
+                         '--run_name NAME for a new one, or --overwrite to start again')
+    return cfg, run_dir, None
+
+
+class Logger:
+    """One `key value` line per interval to stdout (above the progress bar) and log.txt."""
+
+    def __init__(self, run_dir, writer):
+        self.file = open(run_dir / 'log.txt', 'a', buffering=1)
+        self.writer = writer
+
+    def line(self, text):
+        tqdm.write(text)
+        self.file.write(text + '\n')
+
+    def scalars(self, it, values, prefix=''):
+        text = ' '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
+                        for k, v in {'iter': it, **values}.items())
+        self.line(prefix + text)
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f'train/{k}' if not k.startswith('val') else k, v, it)
+
+
+def make_writer(run_dir):
+    try:
+        from visualdl import LogWriter
+    except ImportError:
+        print('warning: visualdl is not installed; no VisualDL logs (pip install visualdl)')
+        return None
+    return LogWriter(logdir=str(run_dir / 'vdl'))
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='Any config key is accepted as --key value; see RUN_DEFAULTS in train.py and '
+               'DEFAULTS in models/<model>.py.')
+    parser.add_argument('--config', help='YAML of key: value overrides')
+    parser.add_argument('--resume', nargs='?', const='latest',
+                        help='continue the run (default: its latest.safetensors) or a checkpoint')
+    parser.add_argument('--overwrite', action='store_true', help='start an existing run afresh')
+    args, rest = parser.parse_known_args(argv)
+    overrides = parse_overrides(rest)
+    cfg, run_dir, resume = open_run(args, overrides)
+    device = runtime.setup(cfg['device'], cfg['threads'])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / 'samples').mkdir(exist_ok=True)
+    with open(run_dir / 'config.yaml', 'w') as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    log = Logger(run_dir, make_writer(run_dir))
+    log.line(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} run {cfg["run_name"]} on {device} '
+             f'(paddle {paddle.__version__}); config: {json.dumps(cfg)}')
+    seed = cfg['seed']
+    paddle.seed(seed)
+    np.random.seed(seed)
+
+    # Data: an endless, resumable stream of crops; masks are drawn here, per batch, seeded.
+    dataset = ImageDataset(cfg['data'], cfg['image_size'], train=True,
+                           random_crop=cfg['random_crop'], flip=cfg['flip'])
+    masks = MaskGenerator(cfg['mask_type'], cfg['image_size'], cfg.get('bbox_size', 128),
+                          cfg.get('max_delta', 32), cfg.get('margin', 0), cfg['mask_dir'],
+                          cfg['per_sample_mask'])
+    state = resume[1] if resume else {}
+    batches = state.get('batches', 0)
+    sampler = InfiniteSampler(len(dataset), cfg['batch_size'], seed, start_batch=batches)
+    loader = iter(paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                       num_workers=cfg['num_workers'],
+                                       worker_init_fn=ignore_sigint))
+    skipped = set()
+
+    def next_batch():
+        nonlocal batches
+        data = next(loader)
+        skipped.update(data['skipped'])
+        rng = np.random.RandomState([seed, batches])
+        mask, bbox = masks(rng, data['image'].shape[0])
+        paddle.seed(int(rng.randint(2 ** 31)))  # gradient-penalty mixing weights
+        batches += 1
+        return dict(image=data['image'], mask=paddle.to_tensor(mask), bbox=bbox)
+
+    # Model and optimizers (built under a name guard so optimizer state keys are stable).
+    with paddle.utils.unique_name.guard():
+        model = build(cfg['model'], cfg)
+        opt_g = paddle.optimizer.Adam(cfg['lr'], cfg['beta1'], cfg['beta2'],
+                                      parameters=model.netG.parameters())
+        has_d = getattr(model, 'netD', None) is not None
+        opt_d = paddle.optimizer.Adam(cfg['lr'], cfg['beta1'], cfg['beta2'],
+                                      parameters=model.netD.parameters()) if has_d else None
+    optimizers = {'optG': opt_g, **({'optD': opt_d} if has_d else {})}
+    it = 0
+    if resume:
+        tensors, state, path = resume
+        load_model_state(model, tensors, path)
+        for name, opt in optimizers.items():
+            load_optimizer_state(opt, model, name, tensors, state)
+        it = state['iteration']
+        log.line(f'# resumed from {path} at iteration {it}')
+
+    val = make_validation(cfg, masks) if cfg['val_count'] > 0 else None
+
+    def evaluate(it):
+        if val is None:
+            return
+        images, mask_v, bbox_v = val
+        model.eval()
+        with paddle.no_grad():
+            out = model(paddle.to_tensor(images), paddle.to_tensor(mask_v))
+        model.train()
+        gts = to_uint8(images)
+        preds = to_uint8(out['composite'].numpy())
+        rows = [compute_all(g, p, m[0]) for g, p, m in zip(gts, preds, mask_v)]
+        means = {f'val_{k}': float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        log.scalars(it, means, prefix='eval ')
+        cols = panels(images, mask_v, out)
+        picture = grid([c for _, c in cols])
+        save_image(run_dir / 'samples' / f'iter_{it:07d}.png', picture)
+        if log.writer is not None:
+            log.writer.add_image('samples/' + '|'.join(n for n, _ in cols), picture, it)
+
+    def save(it):
+        path = run_dir / f'iter_{it:07d}.safetensors'
+        save_checkpoint(path, model, optimizers, dict(model=cfg['model'], config=cfg,
+                                                       iteration=it, batches=batches))
+        link_or_copy(path, run_dir / 'latest.safetensors')
+        old = sorted(run_dir.glob('iter_*.safetensors'))[:-cfg['keep_ckpts']]
+        for p in old if cfg['keep_ckpts'] > 0 else []:
+            p.unlink()
+        return path
+
+    stop = []
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: finish the iteration, save, exit
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+        tqdm.write('interrupted: saving a checkpoint after this iteration (Ctrl-C again to abort)')
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    if it == 0:
+        evaluate(0)
+    d_steps = cfg.get('d_steps', 1) if has_d and model.trains_critic else 0
+    sums, count, t0 = {}, 0, time.time()
+    bar = tqdm(total=cfg['max_iters'], initial=it, unit='it', mininterval=2, dynamic_ncols=True)
+    model.train()
+    while it < cfg['max_iters'] and not stop:
+        logs = {}
+        for _ in range(d_steps):
+            batch = next_batch()
+            with paddle.no_grad():
+                out = model(batch['image'], batch['mask'])
+            loss_d, logs_d = model.d_loss(batch, out)
+            check_finite(loss_d, 'd', it, run_dir)
+            opt_d.clear_grad()
+            loss_d.backward()
+            opt_d.step()
+            logs.update(logs_d)
+        batch = next_batch()
+        out = model(batch['image'], batch['mask'])
+        if has_d:
+            for p in model.netD.parameters():  # no G-step gradients on the critics
+                p.stop_gradient = True
+        loss_g, logs_g = model.g_loss(batch, out)
+        check_finite(loss_g, 'g', it, run_dir)
+        opt_g.clear_grad()
+        loss_g.backward()
+        opt_g.step()
+        if has_d:
+            for p in model.netD.parameters():
+                p.stop_gradient = False
+        it += 1
+        bar.update(1)
+        for k, v in {**logs, **logs_g}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        count += 1
+        if it % cfg['log_interval'] == 0 or it == cfg['max_iters']:
+            dt = (time.time() - t0) / count
+            log.scalars(it, {**{k: v / count for k, v in sums.items()},
+                             'lr': cfg['lr'], 'dt': dt})
+            sums, count, t0 = {}, 0, time.time()
+        if it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
+            evaluate(it)
+        if it % cfg['ckpt_interval'] == 0 or it == cfg['max_iters']:
+            path = save(it)
+    bar.close()
+    if stop:
+        path = save(it)
+    if skipped:
+        log.line(f'# skipped {len(skipped)} unreadable image files, e.g. {sorted(skipped)[0]}')
+    if stop:
+        log.line(f'# interrupted at iteration {it}; saved {path}; continue with '
+                 f'python train.py --resume {path}')
+    else:
+        log.line(f'# done: {it} iterations; checkpoint {run_dir / "latest.safetensors"}')
+    return 0
+
+
+def ignore_sigint(worker_id):
+    """DataLoader workers leave Ctrl-C to the main process, which saves before exiting."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def check_finite(loss, name, it, run_dir):
+    """Stops on NaN/Inf before the optimizer step, so the last checkpoint stays good."""
+    value = float(loss)
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f'{name} loss is {value} at iteration {it + 1}; stopped without saving. The last '
+            f'good checkpoint is {run_dir / "latest.safetensors"} (if any). Lower --lr or '
+            'check the data.')
+
+
+def to_uint8(x):
+    """[N, 3, H, W] in [-1, 1] -> [N, H, W, 3] uint8."""
+    return np.clip(np.round((np.asarray(x).transpose(0, 2, 3, 1) + 1) * 127.5), 0,
+                   255).astype(np.uint8)
+
+
+def make_validation(cfg, masks):
+    """Fixed validation crops and masks (seeded per image), so numbers compare across runs."""
+    source = cfg['val_data'] or ('builtin:val' if str(cfg['data']).startswith('builtin')
+                                 else None)
+    if source is None:
+        return None
+    ds = ImageDataset(source, cfg['image_size'], train=False)
+    n = min(cfg['val_count'], len(ds))
+    images = np.stack([ds[i]['image'] for i in range(n)])
+    drawn = [mask_for_index(masks, cfg['seed'], i) for i in range(n)]
+    return images, np.stack([m for m, _ in drawn]), np.stack([b for _, b in drawn])
+
+
+if __name__ == '__main__':
+    sys.exit(runtime.run_cli(main))

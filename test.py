@@ -24,8 +24,9 @@ from models.inpainter import Inpainter, load_model
 import cv2  # noqa: E402
 import paddle  # noqa: E402
 
-from data import (IMAGE_EXTENSIONS, ImageDataset, MaskGenerator, compute_all, list_images,  # noqa
-                  mask_for_index, read_image, read_mask, save_image, to_uint8)
+from data import (IMAGE_EXTENSIONS, ImageDataset, compute_all, list_images,  # noqa: E402
+                  mask_for_index, masks_from_config, read_image, read_mask, save_image, to_uint8,
+                  validation_source)
 from models.visual import grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -49,7 +50,7 @@ def parse_args(argv):
     p.add_argument('--baseline', choices=['none', 'telea'], default='none',
                    help="also run OpenCV's Telea inpainting on the same masks")
     p.add_argument('--image', help='a photo or a folder of photos to inpaint')
-    p.add_argument('--mask', help='its mask (white = hole) or a folder of masks with the same names')
+    p.add_argument('--mask', help='its mask (white = hole), or a folder of same-named masks')
     p.add_argument('--output', help='output file (or folder, for a folder of photos)')
     p.add_argument('--device', default='auto')
     return p.parse_args(argv)
@@ -62,24 +63,27 @@ def telea(image_u8, mask):
 
 def evaluate_dataset(args, model, state):
     cfg = state.get('config', model.cfg)
-    data = args.data or cfg.get('val_data') or (
-        'builtin:val' if str(cfg.get('data', 'builtin')).startswith('builtin') else None)
+    data = args.data or validation_source(cfg)
     if data is None:
         raise ValueError('--data: the checkpoint was not trained on builtin data; pass --data')
     size = cfg['image_size']
     dataset = ImageDataset(data, size, train=False)
-    masks = MaskGenerator(args.mask_type or cfg['mask_type'], size, cfg.get('bbox_size', 128),
-                          cfg.get('max_delta', 32), cfg.get('margin', 0),
-                          args.mask_dir or cfg.get('mask_dir'), per_sample=True)
+    masks = masks_from_config(cfg, args.mask_type, args.mask_dir, per_sample=True)
     n = len(dataset) if args.count is None else min(args.count, len(dataset))
-    out_dir = Path(args.out_dir or Path(args.checkpoint).parent / f'test_{Path(args.checkpoint).stem}')
+    ckpt = Path(args.checkpoint)
+    out_dir = Path(args.out_dir or ckpt.parent / f'test_{ckpt.stem}')
     for sub in ('composites', 'grids'):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     methods = ['model'] + (['telea'] if args.baseline == 'telea' else [])
-    rows = []
+    rows, skipped = [], []
     for start in range(0, n, args.batch_size):
-        idx = list(range(start, min(start + args.batch_size, n)))
-        images = np.stack([dataset[i]['image'] for i in idx])
+        items = [dataset[i] for i in range(start, min(start + args.batch_size, n))]
+        skipped += [p for item in items for p in item['skipped']]
+        items = [item for item in items if not item['skipped']]  # unreadable: no substitute
+        if not items:
+            continue
+        idx = [item['index'] for item in items]
+        images = np.stack([item['image'] for item in items])
         mask = np.stack([mask_for_index(masks, args.seed, i)[0] for i in idx])
         with paddle.no_grad():
             out = model(paddle.to_tensor(images), paddle.to_tensor(mask))
@@ -98,7 +102,9 @@ def evaluate_dataset(args, model, state):
             save_image(out_dir / 'grids' / f'{name}.png', grid([c[None] for c in shown]))
     write_report(out_dir, rows, methods, dict(checkpoint=args.checkpoint, data=data,
                                               masks=args.mask_type or cfg['mask_type'],
-                                              seed=args.seed, images=n))
+                                              seed=args.seed, images=n - len(skipped)))
+    if skipped:
+        print(f'skipped {len(skipped)} unreadable images, e.g. {skipped[0]}')
     return 0
 
 

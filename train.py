@@ -36,8 +36,9 @@ from models.checkpoint import (link_or_copy, load_model_state, load_optimizer_st
 import paddle  # noqa: E402  (after models: runtime sets the CPU switches first)
 from tqdm import tqdm  # noqa: E402
 
-from data import ImageDataset, InfiniteSampler, MaskGenerator, collate, mask_for_index  # noqa
-from data.io import save_image  # noqa: E402
+from data import (ImageDataset, InfiniteSampler, collate, mask_for_index,  # noqa: E402
+                  masks_from_config, validation_source)
+from data.io import save_image, to_uint8  # noqa: E402
 from data.metrics import compute_all  # noqa: E402
 from models.visual import grid, panels  # noqa: E402
 
@@ -53,6 +54,7 @@ RUN_DEFAULTS = dict(
     flip=True,               # random horizontal flips
     seed=0,
     run_name=None,           # default: <model>_quickstart, or the --config file's name
+    checkpoints_dir=None,    # runs go to <checkpoints_dir>/<run_name>; default checkpoints/ here
     log_interval=10,         # iterations between log lines
     eval_interval=500,       # iterations between validation metrics + sample grids
     ckpt_interval=1000,      # iterations between checkpoints
@@ -140,20 +142,23 @@ def resolve_config(args, overrides):
 
 
 # ----------------------------------------------------------------------------- run folder
+def run_folder(cfg):
+    return Path(cfg['checkpoints_dir'] or ROOT / 'checkpoints') / cfg['run_name']
+
+
 def open_run(args, overrides):
     """Resolves the config (fresh or from the checkpoint to resume); returns (cfg, dir, ckpt)."""
     if args.resume:
         path = args.resume if args.resume != 'latest' else None
         if path is None:
-            name = overrides.get('run_name') or resolve_config(args, overrides)['run_name']
-            path = ROOT / 'checkpoints' / name / 'latest.safetensors'
+            path = run_folder(resolve_config(args, overrides)) / 'latest.safetensors'
         tensors, state = read_checkpoint(path)
         cfg = dict(state['config'])
         for key, value in overrides.items():
             cfg[key] = check_key(cfg, key, value, 'command line')
         return cfg, Path(path).parent, (tensors, state, path)
     cfg = resolve_config(args, overrides)
-    run_dir = ROOT / 'checkpoints' / cfg['run_name']
+    run_dir = run_folder(cfg)
     if (run_dir / 'latest.safetensors').exists() and not args.overwrite:
         raise ValueError(f'{run_dir} already holds a run: pass --resume to continue it, '
                          '--run_name NAME for a new one, or --overwrite to start again')
@@ -203,13 +208,6 @@ def main(argv=None):
     overrides = parse_overrides(rest)
     cfg, run_dir, resume = open_run(args, overrides)
     device = runtime.setup(cfg['device'], cfg['threads'])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / 'samples').mkdir(exist_ok=True)
-    with open(run_dir / 'config.yaml', 'w') as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    log = Logger(run_dir, make_writer(run_dir))
-    log.line(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} run {cfg["run_name"]} on {device} '
-             f'(paddle {paddle.__version__}); config: {json.dumps(cfg)}')
     seed = cfg['seed']
     paddle.seed(seed)
     np.random.seed(seed)
@@ -217,9 +215,15 @@ def main(argv=None):
     # Data: an endless, resumable stream of crops; masks are drawn here, per batch, seeded.
     dataset = ImageDataset(cfg['data'], cfg['image_size'], train=True,
                            random_crop=cfg['random_crop'], flip=cfg['flip'])
-    masks = MaskGenerator(cfg['mask_type'], cfg['image_size'], cfg.get('bbox_size', 128),
-                          cfg.get('max_delta', 32), cfg.get('margin', 0), cfg['mask_dir'],
-                          cfg['per_sample_mask'])
+    masks = masks_from_config(cfg)
+    val = make_validation(cfg, masks) if cfg['val_count'] > 0 else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / 'samples').mkdir(exist_ok=True)
+    with open(run_dir / 'config.yaml', 'w') as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    log = Logger(run_dir, make_writer(run_dir))
+    log.line(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} run {cfg["run_name"]} on {device} '
+             f'(paddle {paddle.__version__}); config: {json.dumps(cfg)}')
     state = resume[1] if resume else {}
     batches = state.get('batches', 0)
     sampler = InfiniteSampler(len(dataset), cfg['batch_size'], seed, start_batch=batches)
@@ -256,27 +260,6 @@ def main(argv=None):
         it = state['iteration']
         log.line(f'# resumed from {path} at iteration {it}')
 
-    val = make_validation(cfg, masks) if cfg['val_count'] > 0 else None
-
-    def evaluate(it):
-        if val is None:
-            return
-        images, mask_v, bbox_v = val
-        model.eval()
-        with paddle.no_grad():
-            out = model(paddle.to_tensor(images), paddle.to_tensor(mask_v))
-        model.train()
-        gts = to_uint8(images)
-        preds = to_uint8(out['composite'].numpy())
-        rows = [compute_all(g, p, m[0]) for g, p, m in zip(gts, preds, mask_v)]
-        means = {f'val_{k}': float(np.mean([r[k] for r in rows])) for k in rows[0]}
-        log.scalars(it, means, prefix='eval ')
-        cols = panels(images, mask_v, out)
-        picture = grid([c for _, c in cols])
-        save_image(run_dir / 'samples' / f'iter_{it:07d}.png', picture)
-        if log.writer is not None:
-            log.writer.add_image('samples/' + '|'.join(n for n, _ in cols), picture, it)
-
     def save(it):
         path = run_dir / f'iter_{it:07d}.safetensors'
         save_checkpoint(path, model, optimizers, dict(model=cfg['model'], config=cfg,
@@ -297,39 +280,16 @@ def main(argv=None):
 
     signal.signal(signal.SIGINT, on_interrupt)
     if it == 0:
-        evaluate(0)
+        evaluate(model, val, it, log, run_dir)
     d_steps = cfg.get('d_steps', 1) if has_d and model.trains_critic else 0
     sums, count, t0 = {}, 0, time.time()
     bar = tqdm(total=cfg['max_iters'], initial=it, unit='it', mininterval=2, dynamic_ncols=True)
     model.train()
     while it < cfg['max_iters'] and not stop:
-        logs = {}
-        for _ in range(d_steps):
-            batch = next_batch()
-            with paddle.no_grad():
-                out = model(batch['image'], batch['mask'])
-            loss_d, logs_d = model.d_loss(batch, out)
-            check_finite(loss_d, 'd', it, run_dir)
-            opt_d.clear_grad()
-            loss_d.backward()
-            opt_d.step()
-            logs.update(logs_d)
-        batch = next_batch()
-        out = model(batch['image'], batch['mask'])
-        if has_d:
-            for p in model.netD.parameters():  # no G-step gradients on the critics
-                p.stop_gradient = True
-        loss_g, logs_g = model.g_loss(batch, out)
-        check_finite(loss_g, 'g', it, run_dir)
-        opt_g.clear_grad()
-        loss_g.backward()
-        opt_g.step()
-        if has_d:
-            for p in model.netD.parameters():
-                p.stop_gradient = False
+        logs = train_step(model, opt_g, opt_d, next_batch, d_steps, it, run_dir)
         it += 1
         bar.update(1)
-        for k, v in {**logs, **logs_g}.items():
+        for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         count += 1
         if it % cfg['log_interval'] == 0 or it == cfg['max_iters']:
@@ -338,7 +298,7 @@ def main(argv=None):
                              'lr': cfg['lr'], 'dt': dt})
             sums, count, t0 = {}, 0, time.time()
         if it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
-            evaluate(it)
+            evaluate(model, val, it, log, run_dir)
         if it % cfg['ckpt_interval'] == 0 or it == cfg['max_iters']:
             path = save(it)
     bar.close()
@@ -352,6 +312,44 @@ def main(argv=None):
     else:
         log.line(f'# done: {it} iterations; checkpoint {run_dir / "latest.safetensors"}')
     return 0
+
+
+def set_trainable(layer, flag):
+    """Freezes (False) or unfreezes the parameters of a layer (rosinality's requires_grad)."""
+    for p in layer.parameters():
+        p.stop_gradient = not flag
+
+
+def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.'):
+    """One iteration: ``d_steps`` critic steps on fresh batches, then one generator step.
+
+    The critic sees detached fakes (``d_loss`` detaches), so it never writes netG grads; during
+    the generator step the critics are frozen, so they collect no grads either. Returns the
+    detached logs of the last critic step and of the generator step.
+    """
+    logs = {}
+    for _ in range(d_steps):
+        batch = next_batch()
+        with paddle.no_grad():
+            out = model(batch['image'], batch['mask'])
+        loss_d, logs_d = model.d_loss(batch, out)
+        check_finite(loss_d, 'd', it, run_dir)
+        opt_d.clear_grad()
+        loss_d.backward()
+        opt_d.step()
+        logs.update(logs_d)
+    batch = next_batch()
+    out = model(batch['image'], batch['mask'])
+    if opt_d is not None:
+        set_trainable(model.netD, False)
+    loss_g, logs_g = model.g_loss(batch, out)
+    check_finite(loss_g, 'g', it, run_dir)
+    opt_g.clear_grad()
+    loss_g.backward()
+    opt_g.step()
+    if opt_d is not None:
+        set_trainable(model.netD, True)
+    return {**logs, **logs_g}
 
 
 def ignore_sigint(worker_id):
@@ -369,16 +367,30 @@ def check_finite(loss, name, it, run_dir):
             'check the data.')
 
 
-def to_uint8(x):
-    """[N, 3, H, W] in [-1, 1] -> [N, H, W, 3] uint8."""
-    return np.clip(np.round((np.asarray(x).transpose(0, 2, 3, 1) + 1) * 127.5), 0,
-                   255).astype(np.uint8)
+def evaluate(model, val, it, log, run_dir):
+    """Metrics on the fixed validation set, a sample grid PNG and VisualDL images."""
+    if val is None:
+        return
+    images, mask, _ = val
+    model.eval()
+    with paddle.no_grad():
+        out = model(paddle.to_tensor(images), paddle.to_tensor(mask))
+    model.train()
+    composites = out['composite'].numpy()
+    rows = [compute_all(to_uint8(gt), to_uint8(pred), m[0])
+            for gt, pred, m in zip(images, composites, mask)]
+    log.scalars(it, {f'val_{k}': float(np.mean([r[k] for r in rows])) for k in rows[0]},
+                prefix='eval ')
+    cols = panels(images, mask, out)
+    picture = grid([c for _, c in cols])
+    save_image(run_dir / 'samples' / f'iter_{it:07d}.png', picture)
+    if log.writer is not None:
+        log.writer.add_image('samples/' + '|'.join(n for n, _ in cols), picture, it)
 
 
 def make_validation(cfg, masks):
     """Fixed validation crops and masks (seeded per image), so numbers compare across runs."""
-    source = cfg['val_data'] or ('builtin:val' if str(cfg['data']).startswith('builtin')
-                                 else None)
+    source = validation_source(cfg)
     if source is None:
         return None
     ds = ImageDataset(source, cfg['image_size'], train=False)

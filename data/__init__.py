@@ -7,19 +7,20 @@ package sets its environment variables. Images are float32 CHW RGB in [-1, 1]; m
 
 from .dataset import (BUILTIN_TRAIN, BUILTIN_VAL, IMAGE_EXTENSIONS, ImageDataset,
                       InfiniteSampler, collate, list_images, load_builtin, read_flist,
-                      resolve_source)
+                      resolve_source, validation_source)
 from .io import (ImageReadError, read_image, read_mask, resize_mask, save_image, to_tensor_range,
                  to_uint8)
 from .masks import (MASK_TYPES, MaskFolder, MaskGenerator, bbox_to_mask, box_around_mask,
-                    brush_stroke_mask, free_form_mask, mask_for_index, random_bbox)
+                    brush_stroke_mask, free_form_mask, mask_for_index, masks_from_config,
+                    random_bbox)
 from .metrics import METRIC_NAMES, compute_all, hole_l1, l1_error, l2_error, psnr, ssim, tv
 
 __all__ = [
     "BUILTIN_TRAIN", "BUILTIN_VAL", "IMAGE_EXTENSIONS", "ImageDataset", "InfiniteSampler",
-    "collate", "list_images", "load_builtin", "read_flist", "resolve_source",
+    "collate", "list_images", "load_builtin", "read_flist", "resolve_source", "validation_source",
     "ImageReadError", "read_image", "read_mask", "resize_mask", "save_image", "to_tensor_range",
     "to_uint8",
     "MASK_TYPES", "MaskFolder", "MaskGenerator", "bbox_to_mask", "box_around_mask",
-    "brush_stroke_mask", "free_form_mask", "mask_for_index", "random_bbox",
+    "brush_stroke_mask", "free_form_mask", "mask_for_index", "masks_from_config", "random_bbox",
     "METRIC_NAMES", "compute_all", "hole_l1", "l1_error", "l2_error", "psnr", "ssim", "tv",
 ]

@@ -178,7 +178,8 @@ class ImageDataset:
         if self.crops_per_image > 1:
             photo, crop = divmod(int(index), self.crops_per_image)
             return f"{self.items[photo]}_{crop}"
-        return f"{int(index):05d}_{Path(self.items[int(index)]).stem}"
+        stem = os.path.splitext(os.path.basename(self.items[int(index)]))[0]
+        return f"{int(index):05d}_{stem}"
 
     def _load(self, i):
         if self.kind != "builtin":
@@ -290,3 +291,11 @@ class InfiniteSampler:
                    for pos in range(self.batch_size)]
             self.batch += 1
             yield out
+
+
+def validation_source(cfg):
+    """A run's validation data: `val_data`, else the builtin val photos for builtin training data,
+    else None (no validation)."""
+    if cfg.get("val_data"):
+        return cfg["val_data"]
+    return "builtin:val" if str(cfg.get("data", "")).startswith("builtin") else None

@@ -287,3 +287,15 @@ def mask_for_index(mask_gen, seed, index):
     """
     mask, bbox = mask_gen(np.random.RandomState([int(seed), int(index)]), 1)
     return mask[0], bbox[0]
+
+
+def masks_from_config(cfg, mask_type=None, mask_dir=None, per_sample=None):
+    """The MaskGenerator a run's flat config describes (train.py and test.py share it).
+
+    Box keys (bbox_size, max_delta, margin) fall back to DeepFill's defaults for models whose
+    config has none; the keyword arguments override the config's values when given.
+    """
+    return MaskGenerator(mask_type or cfg["mask_type"], cfg["image_size"],
+                         cfg.get("bbox_size", 128), cfg.get("max_delta", 32), cfg.get("margin", 0),
+                         mask_dir or cfg.get("mask_dir"),
+                         cfg.get("per_sample_mask", False) if per_sample is None else per_sample)

@@ -103,8 +103,8 @@ def read_checkpoint(path, allow_pickle=False):
 
 def _read_pickle(path, allow_pickle):
     if not allow_pickle:
-        raise CheckpointError(f'checkpoint: {path} is a pickle file, which can run code when loaded;'
-                              ' pass --allow_pickle only if you trust where it came from')
+        raise CheckpointError(f'checkpoint: {path} is a pickle file, which can run code when '
+                              'loaded; pass --allow_pickle only if you trust where it came from')
     warnings.warn(f'loading pickle file {path}: this can run code; use it only if you trust it')
     obj = paddle.load(path, return_numpy=True)
     if not isinstance(obj, dict):
@@ -118,7 +118,7 @@ def _read_pickle(path, allow_pickle):
 
 
 def load_model_state(model, tensors, path='checkpoint'):
-    """Loads ``model/`` tensors into ``model``; missing, unexpected or mis-shaped keys are errors."""
+    """Loads ``model/`` tensors into ``model``; missing, unexpected or mis-shaped keys fail."""
     own = model.state_dict()
     given = {k[len('model/'):]: v for k, v in tensors.items() if k.startswith('model/')}
     missing, unexpected = sorted(set(own) - set(given)), sorted(set(given) - set(own))

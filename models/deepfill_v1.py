@@ -76,10 +76,10 @@ def crop_patch(x, bbox, size):
     """
     bbox = np.asarray(bbox.numpy() if hasattr(bbox, 'numpy') else bbox).reshape(-1, 4)
     if (bbox == bbox[0]).all():
-        t, l = int(bbox[0, 0]), int(bbox[0, 1])
-        return x[:, :, t:t + size, l:l + size]
-    return paddle.concat([x[i:i + 1, :, t:t + size, l:l + size]
-                          for i, (t, l) in enumerate(bbox[:, :2].tolist())])
+        top, left = int(bbox[0, 0]), int(bbox[0, 1])
+        return x[:, :, top:top + size, left:left + size]
+    return paddle.concat([x[i:i + 1, :, top:top + size, left:left + size]
+                          for i, (top, left) in enumerate(bbox[:, :2].tolist())])
 
 
 class _Stack(nn.Layer):
@@ -268,7 +268,8 @@ class DeepFillV1(nn.Layer):
         self.cfg = cfg = {**DEFAULTS, **cfg}
         if cfg['image_size'] % 16 or cfg['bbox_size'] % 16 or cfg['bbox_size'] > cfg['image_size']:
             raise ValueError('deepfill_v1: image_size and bbox_size must be multiples of 16 with '
-                             f"bbox_size <= image_size, got {cfg['image_size']}, {cfg['bbox_size']}")
+                             f"bbox_size <= image_size, got {cfg['image_size']}, "
+                             f"{cfg['bbox_size']}")
         attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
                                         cfg['ca_softmax_scale'], cfg['ca_fuse'])
         self.netG = Generator(cfg['cnum'], attention)

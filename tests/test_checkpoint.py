@@ -1,0 +1,97 @@
+"""Checkpoint files: no code runs on load, atomic writes, structured optimizer state."""
+import os
+import pickle
+
+import numpy as np
+import paddle
+import pytest
+
+from models.checkpoint import (CheckpointError, link_or_copy, load_model_state,
+                               load_optimizer_state, read_checkpoint, save_checkpoint)
+from models.deepfill_v1 import DeepFillV1
+
+
+class Evil:
+    """Unpickling this creates a file: the attack a .pdparams can carry."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, 'w'))
+
+
+def tiny(seed=0):
+    paddle.seed(seed)
+    return DeepFillV1(**DeepFillV1.TINY)
+
+
+def test_pickle_files_are_refused_without_the_flag(tmp_path):
+    target = tmp_path / 'pwned'
+    path = tmp_path / 'weights.pdparams'
+    path.write_bytes(pickle.dumps({'x': Evil(str(target))}))
+    with pytest.raises(CheckpointError, match='pickle file, which can run code'):
+        read_checkpoint(path)
+    assert not target.exists()
+    disguised = tmp_path / 'weights.safetensors'  # a pickle under a safe name
+    disguised.write_bytes(path.read_bytes())
+    with pytest.raises(CheckpointError, match='not a safetensors checkpoint'):
+        read_checkpoint(disguised)
+    assert not target.exists()
+
+
+def test_pickled_state_dict_loads_with_the_flag_and_a_warning(tmp_path):
+    model = tiny()
+    path = tmp_path / 'w.pdparams'
+    paddle.save({'netG': model.netG.state_dict(), 'netD': model.netD.state_dict()}, str(path))
+    with pytest.warns(UserWarning, match='can run code'):
+        tensors, state = read_checkpoint(path, allow_pickle=True)
+    fresh = tiny(seed=1)
+    load_model_state(fresh, tensors, path)
+    assert all(np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_save_is_atomic_and_records_state(tmp_path):
+    model = tiny()
+    path = tmp_path / 'iter_0000001.safetensors'
+    save_checkpoint(path, model, {}, dict(model='deepfill_v1', config=model.cfg, iteration=1))
+    link_or_copy(path, tmp_path / 'latest.safetensors')
+    assert sorted(os.listdir(tmp_path)) == ['iter_0000001.safetensors', 'latest.safetensors']
+    tensors, state = read_checkpoint(tmp_path / 'latest.safetensors')
+    assert state['config'] == model.cfg and state['iteration'] == 1
+    assert set(tensors) == {f'model/{k}' for k in model.state_dict()}
+
+
+def test_optimizer_state_uses_structured_names_and_round_trips(tmp_path):
+    model = tiny()
+    opt = paddle.optimizer.Adam(1e-3, parameters=model.netG.parameters())
+    x = paddle.rand([1, 3, 64, 64])
+    mask = paddle.zeros([1, 1, 64, 64])
+    model(x, mask)['pred'].mean().backward()
+    opt.step()
+    path = tmp_path / 'c.safetensors'
+    save_checkpoint(path, model, {'optG': opt}, {})
+    tensors, state = read_checkpoint(path)
+    assert 'optG/netG.coarse.conv1.conv.weight:moment1_0' in tensors
+    # A process that built other layers first gets other auto names; loading still matches.
+    paddle.nn.Conv2D(1, 1, 1)
+    fresh = tiny(seed=1)
+    fresh_opt = paddle.optimizer.Adam(1e-3, parameters=fresh.netG.parameters())
+    load_model_state(fresh, tensors, path)
+    load_optimizer_state(fresh_opt, fresh, 'optG', tensors, state)
+    name = fresh.netG.coarse.conv1.conv.weight.name
+    restored = fresh_opt.state_dict()[f'{name}_moment1_0'].numpy()
+    assert np.array_equal(restored, tensors['optG/netG.coarse.conv1.conv.weight:moment1_0'])
+
+
+def test_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
+    path = tmp_path / 'c.safetensors'
+    save_checkpoint(path, tiny(), {}, {})
+    tensors, _ = read_checkpoint(path)
+    other = DeepFillV1(**{**DeepFillV1.TINY, 'cnum': 16})
+    with pytest.raises(CheckpointError, match='has shape'):
+        load_model_state(other, tensors, path)
+    del tensors['model/netG.coarse.conv1.conv.bias']
+    with pytest.raises(CheckpointError, match='missing'):
+        load_model_state(tiny(), tensors, path)

@@ -1,0 +1,188 @@
+"""The shared model suite: every model in MODELS, built from its TINY config."""
+import numpy as np
+import paddle
+import pytest
+
+import train
+from models import MODELS, build
+from models.checkpoint import load_model_state, read_checkpoint, save_checkpoint
+
+NAMES = sorted(MODELS)
+
+
+def tiny(name, seed=0, **extra):
+    paddle.seed(seed)
+    with paddle.utils.unique_name.guard():
+        return build(name, {**MODELS[name].TINY, **extra})
+
+
+def params(layer):
+    return {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+
+
+def optimizers(model, lr=1e-4):
+    betas = model.cfg['beta1'], model.cfg['beta2']
+    return (paddle.optimizer.Adam(lr, *betas, parameters=model.netG.parameters()),
+            paddle.optimizer.Adam(lr, *betas, parameters=model.netD.parameters()))
+
+
+def batches(model, batch_factory, seed=0):
+    """An endless stream of fresh batches, like train.py's next_batch."""
+    counter = iter(range(10 ** 6))
+    return lambda: batch_factory(model.cfg, n=2, seed=seed * 1000 + next(counter))
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_output_shapes_for_two_sizes(name, batch_factory):
+    model = tiny(name)
+    model.eval()
+    size = model.cfg['image_size']
+    for h, w in [(size, size), (size + 16, size + 8)]:
+        batch = batch_factory(model.cfg, n=2, size=(h, w))
+        with paddle.no_grad():
+            out = model(batch['image'], batch['mask'])
+        for key in ('pred', 'composite', 'coarse'):
+            assert out[key].shape == [2, 3, h, w], key
+        rate = model.cfg['ca_rate']
+        assert out['offsets'].shape == [2, 2, h // 4 // rate, w // 4 // rate]
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_bad_sizes_raise_a_clear_error(name, batch_factory):
+    model = tiny(name)
+    size = model.cfg['image_size']
+    image = paddle.zeros([1, 3, size, size - 4])
+    with pytest.raises(ValueError, match='multiples of 8'):
+        model(image, paddle.ones([1, 1, size, size - 4]))
+    with pytest.raises(ValueError, match='mask'):
+        model(paddle.zeros([1, 3, size, size]), paddle.ones([1, 3, size, size]))
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_outputs_in_range_and_finite(name, batch_factory):
+    model = tiny(name)
+    batch = batch_factory(model.cfg)
+    out = model(batch['image'], batch['mask'])
+    for key in ('pred', 'composite', 'coarse'):
+        x = out[key].numpy()
+        assert np.isfinite(x).all() and x.min() >= -1 and x.max() <= 1, key
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_known_pixels_untouched(name, batch_factory):
+    model = tiny(name)
+    batch = batch_factory(model.cfg, per_sample=True)
+    out = model(batch['image'], batch['mask'])
+    known = batch['mask'].numpy().repeat(3, axis=1) == 0
+    assert np.array_equal(out['composite'].numpy()[known], batch['image'].numpy()[known])
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_hole_content_does_not_leak_and_mask_is_used(name, batch_factory):
+    model = tiny(name)
+    model.eval()
+    batch = batch_factory(model.cfg)
+    image, mask = batch['image'], batch['mask']
+    with paddle.no_grad():
+        pred = model(image, mask)['pred'].numpy()
+        noisy = image + mask * paddle.uniform(image.shape, min=-1, max=1)
+        pred_noisy = model(noisy, mask)['pred'].numpy()
+        other = model(image, paddle.roll(mask, 8, axis=3))['pred'].numpy()
+    assert np.array_equal(pred, pred_noisy)
+    assert np.abs(pred - other).max() > 1e-4
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_determinism(name, batch_factory):
+    a, b = tiny(name, seed=3), tiny(name, seed=3)
+    pa, pb = params(a), params(b)
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+    a.eval()
+    batch = batch_factory(a.cfg)
+    with paddle.no_grad():
+        assert np.array_equal(a(batch['image'], batch['mask'])['pred'].numpy(),
+                              a(batch['image'], batch['mask'])['pred'].numpy())
+    results = []
+    for model in (a, b):
+        opt_g, opt_d = optimizers(model)
+        next_batch = batches(model, batch_factory)
+        for it in range(2):
+            paddle.seed(100 + it)  # train.py seeds the gradient-penalty mixing per batch
+            train.train_step(model, opt_g, opt_d, next_batch, 1, it)
+        results.append(params(model))
+    assert all(np.allclose(results[0][k], results[1][k], atol=1e-6) for k in results[0])
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_gradients_reach_every_generator_parameter(name, batch_factory):
+    model = tiny(name)
+    batch = batch_factory(model.cfg)
+    loss, logs = model.g_loss(batch, model(batch['image'], batch['mask']))
+    loss.backward()
+    grads = [(n, p.grad) for n, p in model.netG.named_parameters()]
+    assert all(g is not None and np.isfinite(g.numpy()).all() for _, g in grads)
+    nonzero = sum(float(g.abs().sum()) > 0 for _, g in grads)
+    assert nonzero >= 0.9 * len(grads), f'{nonzero}/{len(grads)} generator params got gradient'
+    assert {'g', 'g_l1', 'g_ae'} <= set(logs)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_critic_and_generator_steps_touch_only_their_own_net(name, batch_factory):
+    model = tiny(name)
+    opt_g, opt_d = optimizers(model)
+    batch = batch_factory(model.cfg)
+    g_before = params(model.netG)
+    loss_d, _ = model.d_loss(batch, model(batch['image'], batch['mask']))
+    loss_d.backward()
+    assert all(p.grad is None for p in model.netG.parameters()), 'd_loss reached netG'
+    assert all(p.grad is not None for p in model.netD.parameters()), 'd_loss missed netD'
+    opt_d.step()
+    assert all(np.array_equal(g_before[k], v) for k, v in params(model.netG).items())
+    opt_d.clear_grad()
+    next_batch = batches(model, batch_factory)
+    d_before = params(model.netD)
+    train.train_step(model, opt_g, opt_d, next_batch, 0)  # G step only, critics frozen
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.netD.parameters())
+    assert all(np.array_equal(d_before[k], v) for k, v in params(model.netD).items())
+    assert not any(np.array_equal(g_before[k], v) for k, v in params(model.netG).items()
+                   if k.endswith('weight'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', NAMES)
+def test_overfits_one_batch(name, batch_factory):
+    """200 generator steps on 2 images with fixed masks halve the hole L1."""
+    model = tiny(name)
+    opt_g, opt_d = optimizers(model, lr=1e-3)
+    batch = batch_factory(model.cfg)
+
+    def hole_l1():
+        with paddle.no_grad():
+            pred = model(batch['image'], batch['mask'])['pred']
+        return float((paddle.abs(pred - batch['image']) * batch['mask']).sum()
+                     / batch['mask'].sum() / 3)
+
+    start = hole_l1()
+    for it in range(200):
+        train.train_step(model, opt_g, opt_d, lambda: batch, 0, it)
+    assert hole_l1() < 0.5 * start
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_checkpoint_round_trip(name, batch_factory, tmp_path):
+    model = tiny(name, seed=1)
+    opt_g, opt_d = optimizers(model)
+    train.train_step(model, opt_g, opt_d, batches(model, batch_factory), 1)
+    path = tmp_path / 'ckpt.safetensors'
+    save_checkpoint(path, model, {'optG': opt_g, 'optD': opt_d}, dict(model=name, iteration=1))
+    fresh = tiny(name, seed=2)
+    tensors, state = read_checkpoint(path)
+    load_model_state(fresh, tensors, path)
+    model.eval()
+    fresh.eval()
+    batch = batch_factory(model.cfg, seed=5)
+    with paddle.no_grad():
+        a = model(batch['image'], batch['mask'])
+        b = fresh(batch['image'], batch['mask'])
+    assert state['iteration'] == 1
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)

@@ -187,3 +187,25 @@ def test_test_py_mask_errors(smoke, tmp_path):
                    tmp_path / 'p.png', '--mask', tmp_path / mask, '--output', tmp_path / 'o.png',
                    check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_test_py_folder_mode_matches_masks_by_name(smoke, tmp_path):
+    run_dir, _ = smoke
+    (tmp_path / 'in').mkdir()
+    (tmp_path / 'masks').mkdir()
+    rng = np.random.RandomState(2)
+    for name, (h, w) in [('a', (40, 56)), ('b', (33, 47))]:
+        Image.fromarray(rng.randint(0, 255, (h, w, 3)).astype(np.uint8)).save(
+            tmp_path / 'in' / f'{name}.jpg')
+        mask = np.zeros((h, w), np.uint8)
+        mask[5:20, 10:30] = 255
+        Image.fromarray(mask).save(tmp_path / 'masks' / f'{name}.png')
+    run('test.py', '--checkpoint', run_dir / 'latest.safetensors', '--image', tmp_path / 'in',
+        '--mask', tmp_path / 'masks', '--output', tmp_path / 'out')
+    assert Image.open(tmp_path / 'out' / 'a.png').size == (56, 40)
+    assert Image.open(tmp_path / 'out' / 'b.png').size == (47, 33)
+    (tmp_path / 'masks' / 'b.png').unlink()
+    proc = run('test.py', '--checkpoint', run_dir / 'latest.safetensors', '--image',
+               tmp_path / 'in', '--mask', tmp_path / 'masks', '--output', tmp_path / 'o2',
+               check=False)
+    assert proc.returncode == 2 and 'no mask named b.*' in proc.stderr

@@ -27,6 +27,7 @@ import paddle  # noqa: E402
 from data import (IMAGE_EXTENSIONS, ImageDataset, compute_all, list_images,  # noqa: E402
                   mask_for_index, masks_from_config, read_image, read_mask, save_image, to_uint8,
                   validation_source)
+from data.sketch import guidance, read_sketch  # noqa: E402
 from models.visual import grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -51,6 +52,8 @@ def parse_args(argv):
                    help="also run OpenCV's Telea inpainting on the same masks")
     p.add_argument('--image', help='a photo or a folder of photos to inpaint')
     p.add_argument('--mask', help='its mask (white = hole), or a folder of same-named masks')
+    p.add_argument('--sketch', help='guided models: white strokes on black where edges should go '
+                   '(a file, or a folder of same-named sketches)')
     p.add_argument('--output', help='output file (or folder, for a folder of photos)')
     p.add_argument('--device', default='auto')
     return p.parse_args(argv)
@@ -85,8 +88,10 @@ def evaluate_dataset(args, model, state):
         idx = [item['index'] for item in items]
         images = np.stack([item['image'] for item in items])
         mask = np.stack([mask_for_index(masks, args.seed, i)[0] for i in idx])
+        extra = guidance(cfg, images)  # guided models: Canny edges of the ground truth
         with paddle.no_grad():
-            out = model(paddle.to_tensor(images), paddle.to_tensor(mask))
+            out = model(paddle.to_tensor(images), paddle.to_tensor(mask),
+                        **{k: paddle.to_tensor(v) for k, v in extra.items()})
         composite = out['composite'].numpy()
         for j, i in enumerate(idx):
             name, gt, m = dataset.name(i), to_uint8(images[j]), mask[j, 0]
@@ -127,15 +132,15 @@ def write_report(out_dir, rows, methods, info):
     print(f'{info["images"]} images; results in {out_dir}')
 
 
-def find_mask(mask_arg, image_path):
-    """The mask for one photo: the --mask file, or the file with the same stem in --mask/."""
-    mask_path = Path(mask_arg)
-    if mask_path.is_file():
-        return mask_path
-    matches = [p for p in mask_path.glob(Path(image_path).stem + '.*')
+def find_partner(arg, image_path, flag='mask'):
+    """The mask (or sketch) of one photo: the given file, or the same-stem file in a folder."""
+    path = Path(arg)
+    if path.is_file():
+        return path
+    matches = [p for p in path.glob(Path(image_path).stem + '.*')
                if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not matches:
-        raise FileNotFoundError(f'--mask: no mask named {Path(image_path).stem}.* in {mask_path}')
+        raise FileNotFoundError(f'--{flag}: no file named {Path(image_path).stem}.* in {path}')
     return matches[0]
 
 
@@ -143,22 +148,26 @@ def inpaint_files(args, model):
     """Single-image and folder modes, through the Inpainter (any size, known pixels kept)."""
     if not args.mask or not args.output:
         raise ValueError('--image needs --mask and --output')
-    for flag in ('image', 'mask'):
-        if not Path(getattr(args, flag)).exists():
+    for flag in ('image', 'mask', 'sketch'):
+        if getattr(args, flag) and not Path(getattr(args, flag)).exists():
             raise FileNotFoundError(f'--{flag}: {getattr(args, flag)} does not exist')
     inpainter = Inpainter(model)
     folder = Path(args.image).is_dir()
     images = list_images(args.image) if folder else [args.image]
     for path in images:
-        mask_path = find_mask(args.mask, path)
+        mask_path = find_partner(args.mask, path)
         image, mask = read_image(path), read_mask(mask_path)
+        sketch = None
+        if args.sketch:
+            sketch = read_sketch(find_partner(args.sketch, path, 'sketch'),
+                                 model.cfg.get('edge_threshold', 0.6))
         if image.shape[:2] != mask.shape:
             raise ValueError(f'--mask: {mask_path} is {mask.shape[1]}x{mask.shape[0]} but '
                              f'{path} is {image.shape[1]}x{image.shape[0]} (width x height)')
         if not mask.any():
             raise ValueError(f'--mask: {mask_path} marks no hole (white = hole, black = keep)')
         out = Path(args.output) / (Path(path).stem + '.png') if folder else Path(args.output)
-        save_image(out, inpainter(image, mask))
+        save_image(out, inpainter(image, mask, sketch))
         print(f'{path} -> {out}')
     return 0
 

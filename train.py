@@ -39,6 +39,7 @@ from tqdm import tqdm  # noqa: E402
 from data import (ImageDataset, InfiniteSampler, collate, mask_for_index,  # noqa: E402
                   masks_from_config, validation_source)
 from data.io import save_image, to_uint8  # noqa: E402
+from data.sketch import guidance  # noqa: E402
 from data.metrics import compute_all  # noqa: E402
 from models.visual import grid, panels  # noqa: E402
 
@@ -66,11 +67,25 @@ RUN_DEFAULTS = dict(
 
 
 # ----------------------------------------------------------------------------- configuration
-def parse_value(text):
-    """Command-line text -> bool/None/int/float/list/str (YAML rules, plus 1e-4 as a float)."""
+BOOLS = {'true': True, 'yes': True, 'on': True, '1': True,
+         'false': False, 'no': False, 'off': False, '0': False}
+
+
+def parse_value(text, default):
+    """Command-line text -> a value of the default's type (str stays as typed: a run called
+    'nan' is a name); keys without a typed default take YAML (null, [1, 2], 3.5)."""
     try:
-        return float(text) if 'e' in text.lower() and '.' not in text else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError):
+        if isinstance(default, bool):
+            return BOOLS[text.lower()]
+        if isinstance(default, (int, float)):
+            return type(default)(text)
+    except (KeyError, ValueError):
+        return text  # check_key reports the type mismatch
+    if isinstance(default, str):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
         return text
 
 
@@ -81,6 +96,8 @@ def check_key(cfg, key, value, where):
         hint = f" (did you mean {', '.join(close)}?)" if close else ''
         raise ValueError(f"{where}: unknown key '{key}'{hint}")
     default = cfg[key]
+    if isinstance(value, str) and where == 'command line':
+        value = parse_value(value, default)
     if default is None or value is None:
         return value
     if isinstance(default, bool) or isinstance(value, bool):
@@ -96,7 +113,7 @@ def check_key(cfg, key, value, where):
 
 
 def parse_overrides(tokens):
-    """['--a', '1', '--b=x'] -> {'a': 1, 'b': 'x'}."""
+    """['--a', '1', '--b=x'] -> {'a': '1', 'b': 'x'} (text; typed later by check_key)."""
     out, i = {}, 0
     while i < len(tokens):
         tok = tokens[i]
@@ -107,7 +124,7 @@ def parse_overrides(tokens):
             if i + 1 >= len(tokens) or tokens[i + 1].startswith('--'):
                 raise ValueError(f"command line: --{key} needs a value")
             value, i = tokens[i + 1], i + 1
-        out[key] = parse_value(value)
+        out[key] = value
         i += 1
     return out
 
@@ -240,7 +257,9 @@ def main(argv=None):
         mask, bbox = masks(rng, data['image'].shape[0])
         paddle.seed(int(rng.randint(2 ** 31)))  # gradient-penalty mixing weights
         batches += 1
-        return dict(image=data['image'], mask=paddle.to_tensor(mask), bbox=bbox)
+        extra = guidance(cfg, data['image'])  # e.g. DeepFill v2's sketch channel
+        return dict(image=data['image'], mask=paddle.to_tensor(mask), bbox=bbox,
+                    **{k: paddle.to_tensor(v) for k, v in extra.items()})
 
     # Model and optimizers (built under a name guard so optimizer state keys are stable).
     with paddle.utils.unique_name.guard():
@@ -314,6 +333,11 @@ def main(argv=None):
     return 0
 
 
+def conditions(batch):
+    """Optional generator inputs present in a batch (a guided model's sketch), by keyword."""
+    return {k: batch[k] for k in ('sketch',) if batch.get(k) is not None}
+
+
 def set_trainable(layer, flag):
     """Freezes (False) or unfreezes the parameters of a layer (rosinality's requires_grad)."""
     for p in layer.parameters():
@@ -331,7 +355,7 @@ def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.'):
     for _ in range(d_steps):
         batch = next_batch()
         with paddle.no_grad():
-            out = model(batch['image'], batch['mask'])
+            out = model(batch['image'], batch['mask'], **conditions(batch))
         loss_d, logs_d = model.d_loss(batch, out)
         check_finite(loss_d, 'd', it, run_dir)
         opt_d.clear_grad()
@@ -339,7 +363,7 @@ def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.'):
         opt_d.step()
         logs.update(logs_d)
     batch = next_batch()
-    out = model(batch['image'], batch['mask'])
+    out = model(batch['image'], batch['mask'], **conditions(batch))
     if opt_d is not None:
         set_trainable(model.netD, False)
     loss_g, logs_g = model.g_loss(batch, out)
@@ -371,17 +395,18 @@ def evaluate(model, val, it, log, run_dir):
     """Metrics on the fixed validation set, a sample grid PNG and VisualDL images."""
     if val is None:
         return
-    images, mask, _ = val
+    images, mask, extra = val
     model.eval()
     with paddle.no_grad():
-        out = model(paddle.to_tensor(images), paddle.to_tensor(mask))
+        out = model(paddle.to_tensor(images), paddle.to_tensor(mask),
+                    **{k: paddle.to_tensor(v) for k, v in extra.items()})
     model.train()
     composites = out['composite'].numpy()
     rows = [compute_all(to_uint8(gt), to_uint8(pred), m[0])
             for gt, pred, m in zip(images, composites, mask)]
     log.scalars(it, {f'val_{k}': float(np.mean([r[k] for r in rows])) for k in rows[0]},
                 prefix='eval ')
-    cols = panels(images, mask, out)
+    cols = panels(images, mask, out, extra.get('sketch'))
     picture = grid([c for _, c in cols])
     save_image(run_dir / 'samples' / f'iter_{it:07d}.png', picture)
     if log.writer is not None:
@@ -396,8 +421,8 @@ def make_validation(cfg, masks):
     ds = ImageDataset(source, cfg['image_size'], train=False)
     n = min(cfg['val_count'], len(ds))
     images = np.stack([ds[i]['image'] for i in range(n)])
-    drawn = [mask_for_index(masks, cfg['seed'], i) for i in range(n)]
-    return images, np.stack([m for m, _ in drawn]), np.stack([b for _, b in drawn])
+    holes = np.stack([mask_for_index(masks, cfg['seed'], i)[0] for i in range(n)])
+    return images, holes, guidance(cfg, images)
 
 
 if __name__ == '__main__':

@@ -115,8 +115,8 @@ def read_image(path):
     return np.ascontiguousarray(colour, dtype=np.uint8)
 
 
-def read_mask(path):
-    """Reads a mask image: white (> 127) = hole.
+def read_mask(path, threshold=127):
+    """Reads a mask image: white (> threshold, default 127) = hole. Also reads user sketches.
 
     A not fully opaque alpha channel is composited over black first, so a mask painted white on
     a transparent layer works. Colour masks use their luminance (ITU-R 601, as PIL's 'L').
@@ -136,7 +136,7 @@ def read_mask(path):
         value = value @ np.array([0.299, 0.587, 0.114], np.float32)
     if alpha is not None and alpha.min() < 255:
         value = value * (alpha.astype(np.float32) / 255.0)
-    return (value > 127).astype(np.float32)
+    return (value > threshold).astype(np.float32)
 
 
 def resize_mask(mask, size_hw):

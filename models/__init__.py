@@ -6,8 +6,9 @@ sub-layers ``netG`` / ``netD``; train.py and test.py only ever talk to that inte
 """
 from models import runtime  # noqa: F401  (sets the CPU math-library switch before paddle loads)
 from models.deepfill_v1 import DeepFillV1
+from models.deepfill_v2 import DeepFillV2
 
-MODELS = {'deepfill_v1': DeepFillV1}
+MODELS = {'deepfill_v1': DeepFillV1, 'deepfill_v2': DeepFillV2}
 
 
 def build(name, cfg):

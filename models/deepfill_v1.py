@@ -82,6 +82,9 @@ def crop_patch(x, bbox, size):
                           for i, (top, left) in enumerate(bbox[:, :2].tolist())])
 
 
+OUTPUTS = {'clip': lambda x: paddle.clip(x, -1.0, 1.0), 'tanh': paddle.tanh}
+
+
 class _Stack(nn.Layer):
     """Runs named sub-layers in table order, keeping the official flat layer names."""
 
@@ -92,32 +95,37 @@ class _Stack(nn.Layer):
 
 
 class CoarseNet(_Stack):
-    """Stage 1 (Fig. 2 top): 5-channel input -> coarse RGB in [-1, 1]."""
+    """Stage 1 (Fig. 2 top): 5-channel input -> coarse RGB in [-1, 1].
 
-    def __init__(self, cnum=32, in_channels=5):
+    ``cnum`` is the base number of output channels; ``conv`` the layer type (GenConv for v1,
+    GatedConv2D for v2, which shares this table); ``output`` 'clip' (v1) or 'tanh' (v2).
+    """
+
+    def __init__(self, cnum=32, in_channels=5, conv=GenConv, output='clip'):
         super().__init__()
+        self.output = OUTPUTS[output]
         c = cnum
-        self.conv1 = GenConv(in_channels, c, 5)
-        self.conv2_downsample = GenConv(c, 2 * c, 3, 2)
-        self.conv3 = GenConv(2 * c, 2 * c)
-        self.conv4_downsample = GenConv(2 * c, 4 * c, 3, 2)
-        self.conv5 = GenConv(4 * c, 4 * c)
-        self.conv6 = GenConv(4 * c, 4 * c)
-        self.conv7_atrous = GenConv(4 * c, 4 * c, dilation=2)
-        self.conv8_atrous = GenConv(4 * c, 4 * c, dilation=4)
-        self.conv9_atrous = GenConv(4 * c, 4 * c, dilation=8)
-        self.conv10_atrous = GenConv(4 * c, 4 * c, dilation=16)
-        self.conv11 = GenConv(4 * c, 4 * c)
-        self.conv12 = GenConv(4 * c, 4 * c)
-        self.conv13_upsample = GenDeconv(4 * c, 2 * c)
-        self.conv14 = GenConv(2 * c, 2 * c)
-        self.conv15_upsample = GenDeconv(2 * c, c)
-        self.conv16 = GenConv(c, c // 2)
-        self.conv17 = GenConv(c // 2, 3, activation=None)
+        self.conv1 = conv(in_channels, c, 5)
+        self.conv2_downsample = conv(c, 2 * c, 3, 2)
+        self.conv3 = conv(2 * c, 2 * c)
+        self.conv4_downsample = conv(2 * c, 4 * c, 3, 2)
+        self.conv5 = conv(4 * c, 4 * c)
+        self.conv6 = conv(4 * c, 4 * c)
+        self.conv7_atrous = conv(4 * c, 4 * c, dilation=2)
+        self.conv8_atrous = conv(4 * c, 4 * c, dilation=4)
+        self.conv9_atrous = conv(4 * c, 4 * c, dilation=8)
+        self.conv10_atrous = conv(4 * c, 4 * c, dilation=16)
+        self.conv11 = conv(4 * c, 4 * c)
+        self.conv12 = conv(4 * c, 4 * c)
+        self.conv13_upsample = GenDeconv(4 * c, 2 * c, conv)
+        self.conv14 = conv(2 * c, 2 * c)
+        self.conv15_upsample = GenDeconv(2 * c, c, conv)
+        self.conv16 = conv(c, c // 2)
+        self.conv17 = conv(c // 2, 3, activation=None)
 
     def forward(self, x):
-        """[N, 5, H, W] -> [N, 3, H, W] clipped to [-1, 1]."""
-        return paddle.clip(self.run([name for name, _ in self.named_children()], x), -1.0, 1.0)
+        """[N, C_in, H, W] -> [N, 3, H, W] in [-1, 1]."""
+        return self.output(self.run([name for name, _ in self.named_children()], x))
 
 
 class RefineNet(_Stack):
@@ -131,42 +139,43 @@ class RefineNet(_Stack):
     MERGE = ['allconv11', 'allconv12', 'allconv13_upsample', 'allconv14', 'allconv15_upsample',
              'allconv16', 'allconv17']
 
-    def __init__(self, cnum=32, in_channels=5, attention=None):
+    def __init__(self, cnum=32, in_channels=5, attention=None, conv=GenConv, output='clip'):
         super().__init__()
+        self.output = OUTPUTS[output]
         c = cnum
-        self.xconv1 = GenConv(in_channels, c, 5)
-        self.xconv2_downsample = GenConv(c, c, 3, 2)
-        self.xconv3 = GenConv(c, 2 * c)
-        self.xconv4_downsample = GenConv(2 * c, 2 * c, 3, 2)
-        self.xconv5 = GenConv(2 * c, 4 * c)
-        self.xconv6 = GenConv(4 * c, 4 * c)
+        self.xconv1 = conv(in_channels, c, 5)
+        self.xconv2_downsample = conv(c, c, 3, 2)
+        self.xconv3 = conv(c, 2 * c)
+        self.xconv4_downsample = conv(2 * c, 2 * c, 3, 2)
+        self.xconv5 = conv(2 * c, 4 * c)
+        self.xconv6 = conv(4 * c, 4 * c)
         for i, rate in zip(range(7, 11), (2, 4, 8, 16)):
-            setattr(self, f'xconv{i}_atrous', GenConv(4 * c, 4 * c, dilation=rate))
-        self.pmconv1 = GenConv(in_channels, c, 5)
-        self.pmconv2_downsample = GenConv(c, c, 3, 2)
-        self.pmconv3 = GenConv(c, 2 * c)
-        self.pmconv4_downsample = GenConv(2 * c, 4 * c, 3, 2)
-        self.pmconv5 = GenConv(4 * c, 4 * c)
-        self.pmconv6 = GenConv(4 * c, 4 * c, activation='relu')
+            setattr(self, f'xconv{i}_atrous', conv(4 * c, 4 * c, dilation=rate))
+        self.pmconv1 = conv(in_channels, c, 5)
+        self.pmconv2_downsample = conv(c, c, 3, 2)
+        self.pmconv3 = conv(c, 2 * c)
+        self.pmconv4_downsample = conv(2 * c, 4 * c, 3, 2)
+        self.pmconv5 = conv(4 * c, 4 * c)
+        self.pmconv6 = conv(4 * c, 4 * c, activation='relu')
         self.contextual_attention = attention or ContextualAttention()
-        self.pmconv9 = GenConv(4 * c, 4 * c)
-        self.pmconv10 = GenConv(4 * c, 4 * c)
-        self.allconv11 = GenConv(8 * c, 4 * c)
-        self.allconv12 = GenConv(4 * c, 4 * c)
-        self.allconv13_upsample = GenDeconv(4 * c, 2 * c)
-        self.allconv14 = GenConv(2 * c, 2 * c)
-        self.allconv15_upsample = GenDeconv(2 * c, c)
-        self.allconv16 = GenConv(c, c // 2)
-        self.allconv17 = GenConv(c // 2, 3, activation=None)
+        self.pmconv9 = conv(4 * c, 4 * c)
+        self.pmconv10 = conv(4 * c, 4 * c)
+        self.allconv11 = conv(8 * c, 4 * c)
+        self.allconv12 = conv(4 * c, 4 * c)
+        self.allconv13_upsample = GenDeconv(4 * c, 2 * c, conv)
+        self.allconv14 = conv(2 * c, 2 * c)
+        self.allconv15_upsample = GenDeconv(2 * c, c, conv)
+        self.allconv16 = conv(c, c // 2)
+        self.allconv17 = conv(c // 2, 3, activation=None)
 
     def forward(self, x, mask_s):
-        """x: [N, 5, H, W]; mask_s: hole mask at H/4. Returns ([N, 3, H, W], offsets)."""
+        """x: [N, C_in, H, W]; mask_s: hole mask at H/4. Returns ([N, 3, H, W], offsets)."""
         hallucinated = self.run(self.CONV_BRANCH, x)  # [N, 4c, H/4, W/4]
         pm = self.run(self.ATTENTION_IN, x)
         pm, offsets = self.contextual_attention(pm, pm, mask_s)
         pm = self.run(self.ATTENTION_OUT, pm)
         x = self.run(self.MERGE, paddle.concat([hallucinated, pm], axis=1))
-        return paddle.clip(x, -1.0, 1.0), offsets
+        return self.output(x), offsets
 
 
 class Generator(nn.Layer):

@@ -73,8 +73,12 @@ class Inpainter:
     def from_checkpoint(cls, path, allow_pickle=False, model_name=None):
         return cls(load_model(path, allow_pickle, model_name)[0])
 
-    def run(self, image, mask):
-        """Returns (result uint8 HxWx3, model outputs as numpy at the padded size)."""
+    def run(self, image, mask, sketch=None):
+        """Returns (result uint8 HxWx3, model outputs as numpy at the padded size).
+
+        ``sketch`` (HxW, nonzero = stroke) guides models trained with sketches (DeepFill v2
+        ``guided``); only its strokes inside the hole are used.
+        """
         image = _as_image(image)
         mask = _as_mask(mask, image.shape)
         multiple = self.model.SIZE_MULTIPLE
@@ -82,12 +86,21 @@ class Inpainter:
         padded_mask, _ = pad_to_multiple(mask, multiple, 'constant')
         x = paddle.to_tensor(padded.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1.0)
         m = paddle.to_tensor(padded_mask[None, None])
+        extra = {}
+        if sketch is not None:
+            sketch = np.asarray(sketch)
+            if sketch.shape[:2] != image.shape[:2]:
+                raise ValueError(f'sketch: size {sketch.shape[1]}x{sketch.shape[0]} does not '
+                                 f'match the image {image.shape[1]}x{image.shape[0]}')
+            padded_sketch, _ = pad_to_multiple((sketch > 0).astype(np.float32), multiple,
+                                               'constant')
+            extra['sketch'] = paddle.to_tensor(padded_sketch[None, None])
         with paddle.no_grad():
-            out = self.model(x, m)
+            out = self.model(x, m, **extra)
         pred = out['pred'].numpy()[0].transpose(1, 2, 0)[:h, :w]
         pred = np.clip(np.round((pred + 1.0) * 127.5), 0, 255).astype(np.uint8)
         result = np.where(mask[..., None] > 0, pred, image)
         return result, {k: v.numpy() for k, v in out.items()}
 
-    def __call__(self, image, mask):
-        return self.run(image, mask)[0]
+    def __call__(self, image, mask, sketch=None):
+        return self.run(image, mask, sketch)[0]

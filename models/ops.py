@@ -65,23 +65,56 @@ def upsample_nearest2x(x):
     return x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
 
 
-class GenDeconv(nn.Layer):
-    """Generator upsampling of the official code (``gen_deconv``): NN x2, then a 3x3 GenConv."""
+class GatedConv2D(nn.Layer):
+    """Gated convolution (DeepFill v2, Sec. 3.1), as the official ``gen_conv`` builds it.
 
-    def __init__(self, in_channels, out_channels):
+    One conv with ``2 * out_channels`` filters: the first half is the feature and goes through
+    the activation, the second half is the gate: ``out = act(feature) * sigmoid(gate)``. With
+    ``activation=None`` (the output layers) it is a plain conv with ``out_channels`` filters.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, dilation=1,
+                 activation='elu'):
         super().__init__()
-        self.conv = GenConv(in_channels, out_channels, 3)
+        filters = out_channels if activation is None else 2 * out_channels
+        self.conv = conv2d_same(in_channels, filters, kernel_size, stride, dilation)
+        self.activation = activation
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.activation is None:
+            return x
+        feature, gate = paddle.split(x, 2, axis=1)
+        return _ACTIVATIONS[self.activation](feature) * F.sigmoid(gate)
+
+
+class GenDeconv(nn.Layer):
+    """Generator upsampling of the official code (``gen_deconv``): NN x2, then a 3x3 ``conv``
+    (GenConv in v1, GatedConv2D in v2)."""
+
+    def __init__(self, in_channels, out_channels, conv=GenConv):
+        super().__init__()
+        self.conv = conv(in_channels, out_channels, 3)
 
     def forward(self, x):
         return self.conv(upsample_nearest2x(x))
 
 
 class DisConv(nn.Layer):
-    """Critic conv of the official code (``dis_conv``): 5x5, stride 2, 'SAME', LeakyReLU(0.2)."""
+    """Critic conv of the official code (``dis_conv``): 5x5, stride 2, 'SAME', LeakyReLU(0.2).
 
-    def __init__(self, in_channels, out_channels):
+    ``spectral=True`` (DeepFill v2) normalises the kernel by its largest singular value with one
+    power iteration per training forward and a persistent ``u`` (neuralgym's
+    ``conv2d_spectral_norm``). ``paddle.nn.utils.spectral_norm`` is used because ``nn.SpectralNorm``
+    does not carry u over between calls (paddle-platform.md 3.1). The state dict then holds
+    ``weight_orig`` (trainable) and the buffers ``weight_u``, ``weight_v``.
+    """
+
+    def __init__(self, in_channels, out_channels, spectral=False):
         super().__init__()
         self.conv = conv2d_same(in_channels, out_channels, 5, 2)
+        if spectral:
+            self.conv = nn.utils.spectral_norm(self.conv, n_power_iterations=1, dim=0)
 
     def forward(self, x):
         return F.leaky_relu(self.conv(x), 0.2)

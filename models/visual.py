@@ -8,13 +8,17 @@ def _numpy(x):
     return x.numpy() if hasattr(x, 'numpy') else np.asarray(x)
 
 
-def panels(image, mask, out):
+def panels(image, mask, out, sketch=None):
     """Named [N, 3, H, W] arrays in [-1, 1] for whatever outputs the model produced.
 
-    The input panel shows the holes in white so they stand out from dark image content.
+    The input panel shows the holes in white so they stand out from dark image content, and a
+    guided model's sketch strokes in black inside them.
     """
     image, mask = _numpy(image), _numpy(mask)
-    cols = [('input', image * (1 - mask) + mask)]
+    shown = image * (1 - mask) + mask
+    if sketch is not None:
+        shown = np.where(_numpy(sketch) * mask > 0, -1.0, shown)
+    cols = [('input', shown)]
     for key, name in (('coarse', 'coarse'), ('pred', 'refined'), ('composite', 'composite')):
         if key in out:
             cols.append((name, _numpy(out[key])))

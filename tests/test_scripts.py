@@ -86,7 +86,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(photos, smoke, tmp_path):
     train(photos, tmp_path, 'nan', '--max_iters', 2)
     latest = tmp_path / 'nan' / 'latest.safetensors'
     before = latest.read_bytes()
-    proc = train(photos, tmp_path, 'nan', '--resume', '--max_iters', 4, '--gan_alpha', '.nan',
+    proc = train(photos, tmp_path, 'nan', '--resume', '--max_iters', 4, '--gan_alpha', 'nan',
                  check=False)
     assert proc.returncode == 1
     assert 'g loss is nan at iteration 3' in proc.stderr and 'Traceback' not in proc.stderr
@@ -208,4 +208,21 @@ def test_test_py_folder_mode_matches_masks_by_name(smoke, tmp_path):
     proc = run('test.py', '--checkpoint', run_dir / 'latest.safetensors', '--image',
                tmp_path / 'in', '--mask', tmp_path / 'masks', '--output', tmp_path / 'o2',
                check=False)
-    assert proc.returncode == 2 and 'no mask named b.*' in proc.stderr
+    assert proc.returncode == 2 and 'no file named b.* in' in proc.stderr
+
+
+def test_command_line_values_are_typed():
+    import train
+    cfg = {'lr': 1e-4, 'flip': True, 'batch_size': 16, 'run_name': 'x', 'val_data': None}
+    cli = lambda key, text: train.check_key(cfg, key, text, 'command line')  # noqa: E731
+    assert cli('lr', '1e-4') == 1e-4 and cli('lr', '3') == 3.0
+    assert cli('flip', 'false') is False and cli('batch_size', '8') == 8
+    assert cli('run_name', 'nan') == 'nan' and cli('run_name', '123') == '123'
+    assert cli('val_data', 'null') is None and cli('val_data', 'v.flist') == 'v.flist'
+    with pytest.raises(ValueError, match="'batch_size' expects int"):
+        cli('batch_size', '2.5')
+    assert train.check_key({'lr': 1e-4}, 'lr', 3, 'cli') == 3.0
+    with pytest.raises(ValueError, match="'lr' expects float"):
+        train.check_key({'lr': 1e-4}, 'lr', 'fast', 'cli')
+    with pytest.raises(ValueError, match="expects bool"):
+        train.check_key({'flip': True}, 'flip', 1, 'cli')

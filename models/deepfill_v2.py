@@ -1,0 +1,177 @@
+"""DeepFill v2: Free-Form Image Inpainting with Gated Convolution (Yu et al., ICCV 2019).
+
+arXiv:1806.03589. Official code: https://github.com/JiahuiYu/generative_inpainting, branch
+``master`` (= tag v2.0.0; TensorFlow 1.x + neuralgym); layer names are the official variable
+names. TF NHWC -> Paddle NCHW. Spec: section 2 of ../shared/reference/deepfill-v1-v2.md.
+
+The generator is DeepFill v1's two-stage table (imported from deepfill_v1, not copied) with every
+conv replaced by a gated convolution of ``cnum = 48`` filters, i.e. 24/48/96 output channels,
+tanh outputs, and a stage 2 that sees only the 3-channel composite (the official code comments
+out v1's ones/mask channels there). Contextual attention is v1's (fuse on). The critic is the
+SN-PatchGAN: six spectral-normalised 5x5/s2 convs, LeakyReLU 0.2 after each (the last too), one
+hinge loss per output element (4096 per 256x256 image). Free-form masks: strokes OR'd with a
+box (data/masks.py).
+
+Choices and deviations:
+
+- User guidance (``guided: true``): the official code trained on edge maps from a learned
+  detector (HED) whose weights we cannot ship; our training edges come from Canny on a blurred
+  grey image (``canny_sigma``, ``canny_low``, ``canny_high``; data/sketch.py). As in the official
+  code, the sketch is multiplied by the mask (only strokes inside the hole count) and fed to the
+  generator (6 input channels) and to the critic (5). User sketches are binarised at
+  ``edge_threshold`` (official 0.6).
+- Adam (0.5, 0.999), lr 1e-4 for both nets, one critic step per generator step; two optimisers
+  instead of the official shared TF1 Adam object (see deepfill_v1).
+- ``forward`` returns attention offsets; the official summary upsamples the flow image
+  bilinearly, ours uses nearest neighbour (a visualisation only).
+- Spectral norm keeps ``u`` per layer as the official code ([out] here, [1, out] in TF) and runs
+  one power iteration on every training forward of the critic, generator steps included, as the
+  TF graph does.
+"""
+import paddle
+import paddle.nn as nn
+
+from models.deepfill_v1 import CoarseNet, RefineNet, check_inputs
+from models.ops import ContextualAttention, DisConv, GatedConv2D, resize_nearest_tf
+
+DEFAULTS = dict(
+    image_size=256,          # img_shapes
+    cnum=48,                 # build_inpaint_net: cnum = 48 filters (24 gated output channels)
+    d_cnum=64,               # build_sn_patch_gan_discriminator: cnum = 64
+    bbox_size=128,           # height, width: the box OR'd with the strokes
+    max_delta=32,            # max_delta_height/width
+    margin=0,                # vertical/horizontal_margin
+    mask_type='free_form',   # brush_stroke_mask OR bbox2mask
+    l1_alpha=1.0,            # l1_loss_alpha: whole-image L1 on both stages
+    gan_alpha=1.0,           # gan_loss_alpha: hinge G loss (1:1 with L1, Sec. 3.3)
+    guided=False,            # guided: user sketch (edge) channel
+    edge_threshold=0.6,      # edge_threshold: binarises user sketches
+    canny_sigma=2.0,         # our Canny training edges (the official used HED): blur, pixels
+    canny_low=30,            # Canny hysteresis thresholds, 8-bit gradient magnitude
+    canny_high=80,
+    ca_rate=2,               # contextual_attention(rate=2), as v1
+    ca_ksize=3,
+    ca_fuse_k=3,
+    ca_softmax_scale=10.0,
+    ca_fuse=True,
+    lr=1e-4,                 # train.py: Adam(1e-4, beta1 0.5, beta2 0.999)
+    beta1=0.5,
+    beta2=0.999,
+    d_steps=1,               # one critic step per generator step
+    batch_size=16,
+    max_iters=1_000_000,     # the official max_iters is 1e8 ("until stopped")
+)
+
+TINY = dict(image_size=64, cnum=16, d_cnum=8, bbox_size=32, max_delta=8, batch_size=2,
+            max_iters=2)
+
+
+class Generator(nn.Layer):
+    """Gated two-stage generator; stage 2 refines the coarse result pasted into the image."""
+
+    def __init__(self, cnum=48, guided=False, attention=None):
+        super().__init__()
+        c = cnum // 2  # a gated conv of n filters gives n/2 channels
+        self.coarse = CoarseNet(c, 6 if guided else 5, GatedConv2D, 'tanh')
+        self.refine = RefineNet(c, 3, attention, GatedConv2D, 'tanh')
+
+    def forward(self, image, mask, sketch=None):
+        """image [N,3,H,W] in [-1,1]; mask [N,1,H,W]; sketch [N,1,H,W] or None (unguided)."""
+        masked = image * (1.0 - mask)
+        x = masked if sketch is None else paddle.concat([masked, sketch * mask], axis=1)
+        ones = paddle.ones_like(mask)
+        x1 = self.coarse(paddle.concat([x, ones, mask], axis=1))
+        x = x1 * mask + masked * (1.0 - mask)  # 3 channels only (official)
+        mask_s = resize_nearest_tf(mask, [mask.shape[2] // 4, mask.shape[3] // 4])
+        x2, offsets = self.refine(x, mask_s)
+        return x1, x2, offsets
+
+
+class SNPatchGAN(nn.Layer):
+    """SN-PatchGAN critic: [N, C, H, W] -> [N, 256 * H/64 * W/64] scores (4096 at 256x256)."""
+
+    def __init__(self, in_channels=4, cnum=64):
+        super().__init__()
+        widths = [cnum, 2 * cnum, 4 * cnum, 4 * cnum, 4 * cnum, 4 * cnum]
+        for i, (cin, cout) in enumerate(zip([in_channels] + widths[:-1], widths), start=1):
+            setattr(self, f'conv{i}', DisConv(cin, cout, spectral=True))
+
+    def forward(self, x):
+        for i in range(1, 7):
+            x = getattr(self, f'conv{i}')(x)
+        return x.reshape([x.shape[0], -1])
+
+
+def hinge_d(real_score, fake_score):
+    """Official critic hinge: ``0.5 mean relu(1 - D(real)) + 0.5 mean relu(1 + D(fake))``."""
+    return 0.5 * nn.functional.relu(1.0 - real_score).mean() \
+        + 0.5 * nn.functional.relu(1.0 + fake_score).mean()
+
+
+class DeepFillV2(nn.Layer):
+    """DeepFill v2 gated generator plus the SN-PatchGAN critic."""
+
+    DEFAULTS = DEFAULTS
+    TINY = TINY
+    SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
+    trains_critic = True
+
+    def __init__(self, **cfg):
+        super().__init__()
+        unknown = sorted(set(cfg) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f'deepfill_v2: unknown config keys {unknown}')
+        self.cfg = cfg = {**DEFAULTS, **cfg}
+        if cfg['cnum'] % 2:
+            raise ValueError(f"deepfill_v2: cnum counts gated filters and must be even, "
+                             f"got {cfg['cnum']}")
+        attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
+                                        cfg['ca_softmax_scale'], cfg['ca_fuse'])
+        self.netG = Generator(cfg['cnum'], cfg['guided'], attention)
+        self.netD = SNPatchGAN(5 if cfg['guided'] else 4, cfg['d_cnum'])
+
+    def _sketch(self, image, sketch):
+        if not self.cfg['guided']:
+            if sketch is not None:
+                raise ValueError('sketch: this model was trained without sketches (guided: false)')
+            return None
+        return paddle.zeros_like(image[:, :1]) if sketch is None else sketch
+
+    def forward(self, image, mask, sketch=None):
+        """image [N,3,H,W] in [-1,1], mask [N,1,H,W] (1 = hole), H and W multiples of 8; sketch
+        [N,1,H,W] in {0,1} for guided models (none given: no guidance).
+
+        Returns dict: coarse, pred, composite, offsets.
+        """
+        check_inputs(image, mask, self.SIZE_MULTIPLE)
+        mask = mask.expand([image.shape[0]] + mask.shape[1:])
+        x1, x2, offsets = self.netG(image, mask, self._sketch(image, sketch))
+        return dict(coarse=x1, pred=x2, composite=x2 * mask + image * (1.0 - mask),
+                    offsets=offsets)
+
+    def _critic_input(self, image, batch):
+        parts = [image, batch['mask'].expand([image.shape[0], 1] + image.shape[2:])]
+        sketch = self._sketch(image, batch.get('sketch'))
+        if sketch is not None:
+            parts.append(sketch * parts[1])  # the critic sees the hole's strokes, as G does
+        return paddle.concat(parts, axis=1)
+
+    def g_loss(self, batch, out):
+        """``gan_alpha * -mean D(fake) + l1_alpha * (mean|gt - x1| + mean|gt - x2|)``."""
+        image, cfg = batch['image'], self.cfg
+        l1 = cfg['l1_alpha'] * (paddle.abs(image - out['coarse']).mean()
+                                + paddle.abs(image - out['pred']).mean())
+        adv = -self.netD(self._critic_input(out['composite'], batch)).mean()
+        loss = cfg['gan_alpha'] * adv + l1
+        return loss, {'g_adv': adv.detach(), 'g_l1': l1.detach(), 'g': loss.detach()}
+
+    def d_loss(self, batch, out):
+        """Hinge loss on real images and detached composites, in one critic pass."""
+        real, fake = batch['image'], out['composite'].detach()
+        scores = self.netD(paddle.concat([self._critic_input(real, batch),
+                                          self._critic_input(fake, batch)]))
+        n = real.shape[0]
+        loss = hinge_d(scores[:n], scores[n:])
+        return loss, {'d_real': scores[:n].mean().detach(), 'd_fake': scores[n:].mean().detach(),
+                      'd': loss.detach()}
+

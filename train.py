@@ -21,6 +21,7 @@ import difflib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -182,6 +183,14 @@ def open_run(args, overrides):
     return cfg, run_dir, None
 
 
+def clear_run(run_dir):
+    """--overwrite: removes what an earlier run wrote there (and nothing else)."""
+    for path in [*run_dir.glob('*.safetensors'), run_dir / 'log.txt']:
+        path.unlink(missing_ok=True)
+    for sub in ('samples', 'vdl'):
+        shutil.rmtree(run_dir / sub, ignore_errors=True)
+
+
 class Logger:
     """One `key value` line per interval to stdout (above the progress bar) and log.txt."""
 
@@ -234,6 +243,8 @@ def main(argv=None):
                            random_crop=cfg['random_crop'], flip=cfg['flip'])
     masks = masks_from_config(cfg)
     val = make_validation(cfg, masks) if cfg['val_count'] > 0 else None
+    if args.overwrite and not resume:
+        clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / 'samples').mkdir(exist_ok=True)
     with open(run_dir / 'config.yaml', 'w') as f:

@@ -24,6 +24,9 @@ Choices and deviations:
   instead of the official shared TF1 Adam object (see deepfill_v1).
 - ``forward`` returns attention offsets; the official summary upsamples the flow image
   bilinearly, ours uses nearest neighbour (a visualisation only).
+- TF's default (glorot-uniform) initialisation, as the official code: through 17 gated layers
+  (sigmoid gates halve the signal) an untrained generator outputs values around 1e-7, so early
+  training is slow; nipponjo's port uses kaiming-uniform (fan_out) instead. We keep TF's.
 - Spectral norm keeps ``u`` per layer as the official code ([out] here, [1, out] in TF) and runs
   one power iteration on every training forward of the critic, generator steps included, as the
   TF graph does.

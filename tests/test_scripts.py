@@ -226,3 +226,13 @@ def test_command_line_values_are_typed():
         train.check_key({'lr': 1e-4}, 'lr', 'fast', 'cli')
     with pytest.raises(ValueError, match="expects bool"):
         train.check_key({'flip': True}, 'flip', 1, 'cli')
+
+
+def test_overwrite_clears_only_what_a_run_wrote(tmp_path):
+    import train
+    for name in ('iter_0000002.safetensors', 'latest.safetensors', 'log.txt', 'notes.md'):
+        (tmp_path / name).write_text('x')
+    (tmp_path / 'samples').mkdir()
+    (tmp_path / 'samples' / 'iter_0000002.png').write_text('x')
+    train.clear_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['notes.md']

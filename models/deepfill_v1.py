@@ -248,6 +248,14 @@ class Critics(nn.Layer):
         return self.local_critic(patch), self.global_critic(image)
 
 
+def merge_config(name, defaults, cfg):
+    """The model's DEFAULTS updated with ``cfg``; an unknown key is an error naming the model."""
+    unknown = sorted(set(cfg) - set(defaults))
+    if unknown:
+        raise ValueError(f'{name}: unknown config keys {unknown}')
+    return {**defaults, **cfg}
+
+
 def check_inputs(image, mask, multiple):
     """Clear errors for inputs the network cannot take (instead of a shape error deep inside)."""
     if image.ndim != 4 or image.shape[1] != 3:
@@ -271,10 +279,7 @@ class DeepFillV1(nn.Layer):
 
     def __init__(self, **cfg):
         super().__init__()
-        unknown = sorted(set(cfg) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"deepfill_v1: unknown config keys {unknown}")
-        self.cfg = cfg = {**DEFAULTS, **cfg}
+        self.cfg = cfg = merge_config('deepfill_v1', DEFAULTS, cfg)
         if cfg['image_size'] % 16 or cfg['bbox_size'] % 16 or cfg['bbox_size'] > cfg['image_size']:
             raise ValueError('deepfill_v1: image_size and bbox_size must be multiples of 16 with '
                              f"bbox_size <= image_size, got {cfg['image_size']}, "

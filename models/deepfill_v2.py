@@ -34,7 +34,7 @@ Choices and deviations:
 import paddle
 import paddle.nn as nn
 
-from models.deepfill_v1 import CoarseNet, RefineNet, check_inputs
+from models.deepfill_v1 import CoarseNet, RefineNet, check_inputs, merge_config
 from models.ops import ContextualAttention, DisConv, GatedConv2D, resize_nearest_tf
 
 DEFAULTS = dict(
@@ -121,10 +121,7 @@ class DeepFillV2(nn.Layer):
 
     def __init__(self, **cfg):
         super().__init__()
-        unknown = sorted(set(cfg) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f'deepfill_v2: unknown config keys {unknown}')
-        self.cfg = cfg = {**DEFAULTS, **cfg}
+        self.cfg = cfg = merge_config('deepfill_v2', DEFAULTS, cfg)
         if cfg['cnum'] % 2:
             raise ValueError(f"deepfill_v2: cnum counts gated filters and must be even, "
                              f"got {cfg['cnum']}")

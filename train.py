@@ -97,6 +97,10 @@ def check_key(cfg, key, value, where):
         hint = f" (did you mean {', '.join(close)}?)" if close else ''
         raise ValueError(f"{where}: unknown key '{key}'{hint}")
     default = cfg[key]
+    if value is None and where == 'command line':
+        if not isinstance(default, bool):
+            raise ValueError(f"command line: --{key} needs a value")
+        value = True
     if isinstance(value, str) and where == 'command line':
         value = parse_value(value, default)
     if default is None or value is None:
@@ -123,8 +127,9 @@ def parse_overrides(tokens):
         key, eq, value = tok[2:].partition('=')
         if not eq:
             if i + 1 >= len(tokens) or tokens[i + 1].startswith('--'):
-                raise ValueError(f"command line: --{key} needs a value")
-            value, i = tokens[i + 1], i + 1
+                value = None  # a bare --flag: true for a boolean key (check_key says otherwise)
+            else:
+                value, i = tokens[i + 1], i + 1
         out[key] = value
         i += 1
     return out
@@ -275,12 +280,8 @@ def main(argv=None):
     # Model and optimizers (built under a name guard so optimizer state keys are stable).
     with paddle.utils.unique_name.guard():
         model = build(cfg['model'], cfg)
-        opt_g = paddle.optimizer.Adam(cfg['lr'], cfg['beta1'], cfg['beta2'],
-                                      parameters=model.netG.parameters())
-        has_d = getattr(model, 'netD', None) is not None
-        opt_d = paddle.optimizer.Adam(cfg['lr'], cfg['beta1'], cfg['beta2'],
-                                      parameters=model.netD.parameters()) if has_d else None
-    optimizers = {'optG': opt_g, **({'optD': opt_d} if has_d else {})}
+        optimizers = model.make_optimizers()
+    opt_g, opt_d = optimizers['optG'], optimizers.get('optD')
     it = 0
     if resume:
         tensors, state, path = resume
@@ -311,7 +312,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_interrupt)
     if it == 0:
         evaluate(model, val, it, log, run_dir)
-    d_steps = cfg.get('d_steps', 1) if has_d and model.trains_critic else 0
+    d_steps = cfg.get('d_steps', 1) if opt_d is not None and model.trains_critic else 0
     sums, count, t0 = {}, 0, time.time()
     bar = tqdm(total=cfg['max_iters'], initial=it, unit='it', mininterval=2, dynamic_ncols=True)
     model.train()

@@ -31,6 +31,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from models.base import InpaintModel
 from models.losses import (ae_l1, discounted_l1, gradient_penalty, spatial_discount_mask,
                            wgan_d, wgan_g)
 from models.ops import (ContextualAttention, DisConv, GenConv, GenDeconv, resize_nearest_tf,
@@ -248,38 +249,18 @@ class Critics(nn.Layer):
         return self.local_critic(patch), self.global_critic(image)
 
 
-def merge_config(name, defaults, cfg):
-    """The model's DEFAULTS updated with ``cfg``; an unknown key is an error naming the model."""
-    unknown = sorted(set(cfg) - set(defaults))
-    if unknown:
-        raise ValueError(f'{name}: unknown config keys {unknown}')
-    return {**defaults, **cfg}
-
-
-def check_inputs(image, mask, multiple):
-    """Clear errors for inputs the network cannot take (instead of a shape error deep inside)."""
-    if image.ndim != 4 or image.shape[1] != 3:
-        raise ValueError(f'image: expected [N, 3, H, W], got {list(image.shape)}')
-    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2:] != image.shape[2:] \
-            or mask.shape[0] not in (1, image.shape[0]):
-        raise ValueError(f'mask: expected [N, 1, H, W] matching image {list(image.shape)}, '
-                         f'got {list(mask.shape)}')
-    h, w = image.shape[2:]
-    if h % multiple or w % multiple:
-        raise ValueError(f'image: height and width must be multiples of {multiple}, got {h}x{w} '
-                         '(pad or crop it; test.py and the Inpainter pad for you)')
-
-
-class DeepFillV1(nn.Layer):
+class DeepFillV1(InpaintModel):
     """DeepFill v1 generator plus its local and global WGAN-GP critics."""
 
+    NAME = 'deepfill_v1'
     DEFAULTS = DEFAULTS
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
+    IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
 
     def __init__(self, **cfg):
-        super().__init__()
-        self.cfg = cfg = merge_config('deepfill_v1', DEFAULTS, cfg)
+        super().__init__(**cfg)
+        cfg = self.cfg
         if cfg['image_size'] % 16 or cfg['bbox_size'] % 16 or cfg['bbox_size'] > cfg['image_size']:
             raise ValueError('deepfill_v1: image_size and bbox_size must be multiples of 16 with '
                              f"bbox_size <= image_size, got {cfg['image_size']}, "
@@ -301,11 +282,10 @@ class DeepFillV1(nn.Layer):
 
         Returns dict: coarse, pred (refined, or coarse when pretraining), composite, offsets.
         """
-        check_inputs(image, mask, self.SIZE_MULTIPLE)
-        mask = mask.expand([image.shape[0]] + mask.shape[1:])
+        mask = self.check_inputs(image, mask)
         x1, x2, offsets = self.netG(image, mask, refine=self.trains_critic)
         pred = x1 if x2 is None else x2
-        out = dict(coarse=x1, pred=pred, composite=pred * mask + image * (1.0 - mask))
+        out = dict(coarse=x1, pred=pred, composite=self.composite(pred, image, mask))
         if offsets is not None:
             out['offsets'] = offsets
         return out

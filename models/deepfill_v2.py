@@ -34,7 +34,8 @@ Choices and deviations:
 import paddle
 import paddle.nn as nn
 
-from models.deepfill_v1 import CoarseNet, RefineNet, check_inputs, merge_config
+from models.base import InpaintModel
+from models.deepfill_v1 import CoarseNet, RefineNet
 from models.ops import ContextualAttention, DisConv, GatedConv2D, resize_nearest_tf
 
 DEFAULTS = dict(
@@ -111,17 +112,18 @@ def hinge_d(real_score, fake_score):
         + 0.5 * nn.functional.relu(1.0 + fake_score).mean()
 
 
-class DeepFillV2(nn.Layer):
+class DeepFillV2(InpaintModel):
     """DeepFill v2 gated generator plus the SN-PatchGAN critic."""
 
+    NAME = 'deepfill_v2'
     DEFAULTS = DEFAULTS
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
-    trains_critic = True
+    IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
 
     def __init__(self, **cfg):
-        super().__init__()
-        self.cfg = cfg = merge_config('deepfill_v2', DEFAULTS, cfg)
+        super().__init__(**cfg)
+        cfg = self.cfg
         if cfg['cnum'] % 2:
             raise ValueError(f"deepfill_v2: cnum counts gated filters and must be even, "
                              f"got {cfg['cnum']}")
@@ -143,10 +145,9 @@ class DeepFillV2(nn.Layer):
 
         Returns dict: coarse, pred, composite, offsets.
         """
-        check_inputs(image, mask, self.SIZE_MULTIPLE)
-        mask = mask.expand([image.shape[0]] + mask.shape[1:])
+        mask = self.check_inputs(image, mask)
         x1, x2, offsets = self.netG(image, mask, self._sketch(image, sketch))
-        return dict(coarse=x1, pred=x2, composite=x2 * mask + image * (1.0 - mask),
+        return dict(coarse=x1, pred=x2, composite=self.composite(x2, image, mask),
                     offsets=offsets)
 
     def _critic_input(self, image, batch):

@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import MODELS, build, runtime  # noqa: E402
+from models.base import count_parameters  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -48,8 +49,8 @@ def timed(fn, repeats):
 def bench(name, sizes, repeats, batch_size, device):
     model = build(name, {})
     cfg = model.cfg
-    row = dict(model=name, params_G=sum(int(np.prod(p.shape)) for p in model.netG.parameters()),
-               params_D=sum(int(np.prod(p.shape)) for p in model.netD.parameters()))
+    row = dict(model=name, params_G=count_parameters(model.netG),
+               params_D=count_parameters(model.netD))
     model.eval()
     for size in sizes:
         image = paddle.rand([1, 3, size, size]) * 2 - 1
@@ -61,17 +62,17 @@ def bench(name, sizes, repeats, batch_size, device):
                 model(image, mask)
         row[f'infer_{size}_s'] = timed(infer, repeats)
     model.train()
-    opt_g = paddle.optimizer.Adam(cfg['lr'], cfg['beta1'], cfg['beta2'],
-                                  parameters=model.netG.parameters())
-    opt_d = paddle.optimizer.Adam(cfg['lr'], cfg['beta1'], cfg['beta2'],
-                                  parameters=model.netD.parameters())
-    s, b = cfg['image_size'], cfg['bbox_size']
+    opts = model.make_optimizers()
+    opt_g, opt_d = opts['optG'], opts.get('optD')
+    d_steps = cfg.get('d_steps', 1) if opt_d is not None else 0
+    s = cfg['image_size']
+    b = cfg.get('bbox_size', s // 2)
     mask = np.zeros((batch_size, 1, s, s), 'float32')
     mask[:, :, s // 4:s // 4 + b, s // 4:s // 4 + b] = 1
     batch = dict(image=paddle.rand([batch_size, 3, s, s]) * 2 - 1, mask=paddle.to_tensor(mask),
                  bbox=np.array([[s // 4, s // 4, b, b]] * batch_size))
     row[f'train_step_{s}_b{batch_size}_s'] = timed(
-        lambda: train.train_step(model, opt_g, opt_d, lambda: batch, cfg['d_steps']), repeats)
+        lambda: train.train_step(model, opt_g, opt_d, lambda: batch, d_steps), repeats)
     row['peak_memory_mb'] = peak_memory_mb(device)
     return row
 

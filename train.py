@@ -290,6 +290,8 @@ def main(argv=None):
             load_optimizer_state(opt, model, name, tensors, state)
         it = state['iteration']
         log.line(f'# resumed from {path} at iteration {it}')
+    else:
+        model.prepare_data(dataset)
 
     def save(it):
         path = run_dir / f'iter_{it:07d}.safetensors'
@@ -312,12 +314,12 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_interrupt)
     if it == 0:
         evaluate(model, val, it, log, run_dir)
-    d_steps = cfg.get('d_steps', 1) if opt_d is not None and model.trains_critic else 0
     sums, count, t0 = {}, 0, time.time()
     bar = tqdm(total=cfg['max_iters'], initial=it, unit='it', mininterval=2, dynamic_ncols=True)
     model.train()
     while it < cfg['max_iters'] and not stop:
-        logs = train_step(model, opt_g, opt_d, next_batch, d_steps, it, run_dir)
+        d_steps, g_step = model.schedule(it)
+        logs = train_step(model, opt_g, opt_d, next_batch, d_steps, it, run_dir, g_step)
         it += 1
         bar.update(1)
         for k, v in logs.items():
@@ -356,8 +358,9 @@ def set_trainable(layer, flag):
         p.stop_gradient = not flag
 
 
-def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.'):
-    """One iteration: ``d_steps`` critic steps on fresh batches, then one generator step.
+def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.', g_step=True):
+    """One iteration: ``d_steps`` critic steps on fresh batches, then one generator step
+    (skipped when ``g_step`` is False: GLCIC's critic-only phase).
 
     The critic sees detached fakes (``d_loss`` detaches), so it never writes netG grads; during
     the generator step the critics are frozen, so they collect no grads either. Returns the
@@ -374,6 +377,8 @@ def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.'):
         loss_d.backward()
         opt_d.step()
         logs.update(logs_d)
+    if not g_step:
+        return logs
     batch = next_batch()
     out = model(batch['image'], batch['mask'], **conditions(batch))
     if opt_d is not None:

@@ -13,7 +13,9 @@ A model is an ``InpaintModel`` subclass with:
   (``d_loss`` returns None when no critic is trained); batch holds ``image``, ``mask`` and
   whatever the mask generator adds (``bbox``);
 - ``make_optimizers() -> {'optG': ..., 'optD': ...}`` (Adam from the ``lr``/``beta1``/``beta2``
-  keys, the critic's from ``d_lr``/``d_beta1``/``d_beta2`` when the model has them).
+  keys, the critic's from ``d_lr``/``d_beta1``/``d_beta2`` when the model has them);
+- ``schedule(it) -> (d_steps, g_step)``: what iteration ``it`` trains (GLCIC's three phases);
+- ``prepare_data(dataset)``: called once before a fresh run (GLCIC's mean colour).
 
 Images are float32 NCHW RGB in [-1, 1]; masks are [N,1,H,W] with 1 = hole.
 """
@@ -78,6 +80,13 @@ class InpaintModel(nn.Layer):
 
     def d_loss(self, batch, out):
         return None
+
+    def schedule(self, it):
+        """(critic steps, whether to step the generator) at 0-based iteration ``it``."""
+        return (self.cfg.get('d_steps', 1) if self.trains_critic else 0), True
+
+    def prepare_data(self, dataset):
+        """Hook for statistics of the training data, stored in the model's buffers."""
 
     def optimizer_settings(self):
         """{'optG': (layer, lr, beta1, beta2), 'optD': ...}: Adam for the generator and critic."""

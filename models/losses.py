@@ -64,3 +64,37 @@ def gradient_penalty(critic, real, fake, mask=None, alpha=None):
     sq = grad.square() if mask is None else grad.square() * mask
     slopes = paddle.sqrt(sq.sum(axis=[1, 2, 3]) + 1e-12)  # the 1e-12 keeps d/dx sqrt finite at 0
     return ((slopes - 1.0) ** 2).mean()
+
+
+def perceptual_l1(feats_x, feats_y):
+    """Sum over feature layers of ``mean|fx - fy|`` (PConv Eq. 3, LBAM, AOT-GAN)."""
+    return sum(paddle.abs(fx - fy).mean() for fx, fy in zip(feats_x, feats_y))
+
+
+def gram(f):
+    """Gram matrix ``f f^T / (C H W)`` of features [N, C, H, W] -> [N, C, C].
+
+    The 1/(C H W) normalisation is PConv's K_p (the paper's "1/(C_n H_n K_n)" is a typo).
+    """
+    n, c, h, w = f.shape
+    flat = f.reshape([n, c, h * w])
+    return paddle.bmm(flat, flat.transpose([0, 2, 1])) / (c * h * w)
+
+
+def style_l1(feats_x, feats_y):
+    """Sum over feature layers of ``mean|gram(fx) - gram(fy)|`` (PConv Eqs. 4-5)."""
+    return sum(paddle.abs(gram(fx) - gram(fy)).mean() for fx, fy in zip(feats_x, feats_y))
+
+
+def dilated_hole_tv(image, mask):
+    """PConv's total variation (Eq. 6) over P, the 1-pixel dilation of the hole.
+
+    Sums ``|I[i, j+1] - I[i, j]|`` over horizontal neighbour pairs with both pixels in P, plus the
+    vertical pairs, divided by the element count of ``image`` (the paper's N_{I_comp}).
+    """
+    region = paddle.nn.functional.max_pool2d(mask, 3, 1, 1)  # 3x3 dilation of the hole
+    dx = paddle.abs(image[:, :, :, 1:] - image[:, :, :, :-1]) * region[:, :, :, 1:] \
+        * region[:, :, :, :-1]
+    dy = paddle.abs(image[:, :, 1:, :] - image[:, :, :-1, :]) * region[:, :, 1:, :] \
+        * region[:, :, :-1, :]
+    return (dx.sum() + dy.sum()) / image.numel().astype(image.dtype)

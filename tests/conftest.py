@@ -37,3 +37,34 @@ def make_batch(cfg, n=2, seed=0, size=None, per_sample=False):
 @pytest.fixture
 def batch_factory():
     return make_batch
+
+
+_VGG_FILES = {}
+
+
+def random_vgg_file(arch='vgg16'):
+    """A VGG weights file with random (He-normal) weights, written once per test session.
+
+    Stands in for the ImageNet file that cannot be downloaded here; torchvision key names, so the
+    real loading path runs. Paths are stable within a session (tiny configs can name them).
+    """
+    if arch not in _VGG_FILES:
+        import tempfile
+        from safetensors.numpy import save_file
+        from models.vgg import VGGFeatures, layer_names
+        names = layer_names(arch)
+        net = VGGFeatures(arch, (names[-1],))
+        rng = np.random.RandomState(len(arch))
+        state = {}
+        for key, p in net.state_dict().items():
+            shape = p.shape
+            if key.endswith('weight'):
+                fan_in = int(np.prod(shape[1:]))
+                state[key] = (rng.randn(*shape) * np.sqrt(2.0 / fan_in)).astype('float32')
+            else:
+                state[key] = (rng.randn(*shape) * 0.01).astype('float32')
+        folder = tempfile.mkdtemp(prefix='vgg-')
+        path = str(Path(folder) / f'{arch}-random.safetensors')
+        save_file(state, path)
+        _VGG_FILES[arch] = path
+    return _VGG_FILES[arch]

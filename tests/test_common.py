@@ -4,6 +4,7 @@ import paddle
 import pytest
 
 import train
+from conftest import random_vgg_file
 from models import MODELS, build
 from models.checkpoint import load_model_state, read_checkpoint, save_checkpoint
 
@@ -11,9 +12,13 @@ NAMES = sorted(MODELS)
 
 
 def tiny(name, seed=0, **extra):
+    """The model's TINY config; models with perceptual losses get a random VGG file."""
+    cls = MODELS[name]
+    if 'vgg_weights' in cls.DEFAULTS:
+        extra.setdefault('vgg_weights', random_vgg_file(getattr(cls, 'VGG_ARCH', 'vgg16')))
     paddle.seed(seed)
     with paddle.utils.unique_name.guard():
-        return build(name, {**MODELS[name].TINY, **extra})
+        return build(name, {**cls.TINY, **extra})
 
 
 def params(layer, buffers=True):
@@ -31,7 +36,7 @@ def optimizers(model, lr=None):
 
 
 def tiny_has_critic(name):
-    return build(name, MODELS[name].TINY).netD is not None
+    return tiny(name).netD is not None
 
 
 def batches(model, batch_factory, seed=0):

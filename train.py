@@ -51,6 +51,8 @@ RUN_DEFAULTS = dict(
     val_data=None,           # validation folder/.flist; None: builtin val photos for builtin data
     val_count=8,             # validation images used for the metrics and sample grids
     mask_dir=None,           # mask images for mask_type 'file'
+    mask_invert=False,       # mask_dir files have black holes on white (default: white = hole)
+    hole_range=[0.01, 0.6],  # hole-to-image ratio range of mask_type 'irregular'
     per_sample_mask=False,   # one mask per sample instead of one per batch (official)
     random_crop=True,        # crop (True) or resize (False) to image_size
     flip=True,               # random horizontal flips

@@ -11,8 +11,8 @@ from .dataset import (BUILTIN_TRAIN, BUILTIN_VAL, IMAGE_EXTENSIONS, ImageDataset
 from .io import (ImageReadError, read_image, read_mask, resize_mask, save_image, to_tensor_range,
                  to_uint8)
 from .masks import (MASK_TYPES, MaskFolder, MaskGenerator, bbox_to_mask, box_around_mask,
-                    brush_stroke_mask, free_form_mask, mask_for_index, masks_from_config,
-                    random_bbox)
+                    brush_stroke_mask, free_form_mask, hole_ratio_bucket, irregular_mask,
+                    mask_for_index, masks_from_config, random_bbox)
 from .metrics import METRIC_NAMES, compute_all, hole_l1, l1_error, l2_error, psnr, ssim, tv
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ImageReadError", "read_image", "read_mask", "resize_mask", "save_image", "to_tensor_range",
     "to_uint8",
     "MASK_TYPES", "MaskFolder", "MaskGenerator", "bbox_to_mask", "box_around_mask",
+    "hole_ratio_bucket", "irregular_mask",
     "brush_stroke_mask", "free_form_mask", "mask_for_index", "masks_from_config", "random_bbox",
     "METRIC_NAMES", "compute_all", "hole_l1", "l1_error", "l2_error", "psnr", "ssim", "tv",
 ]

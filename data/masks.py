@@ -1,4 +1,4 @@
-"""Hole masks: DeepFill v1 boxes, DeepFill v2 free-form strokes, and mask files.
+"""Hole masks: DeepFill v1 boxes, DeepFill v2 free-form strokes, irregular masks, mask files.
 
 numpy + PIL.ImageDraw only (never imports paddle). Every random draw comes from an explicit
 np.random.RandomState. Masks are float32, 1 = hole, 0 = known: [1, H, W] per sample and
@@ -7,6 +7,7 @@ np.random.RandomState. Masks are float32, 1 = hole, 0 = known: [1, H, W] per sam
 
 import math
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -14,7 +15,8 @@ from PIL import Image, ImageDraw
 from .dataset import IMAGE_EXTENSIONS, list_images, read_flist
 from .io import ImageReadError, read_mask, resize_mask, warn_skip
 
-MASK_TYPES = ("bbox", "free_form", "file")
+MASK_TYPES = ("bbox", "free_form", "irregular", "file")
+HOLE_RANGE = (0.01, 0.6)  # PConv paper: test buckets (0.01, 0.1], ..., (0.5, 0.6]
 
 
 def _pair(size):
@@ -149,6 +151,65 @@ def free_form_mask(rng, image_size, bbox_size=(128, 128), max_delta=(32, 32), ma
     return np.maximum(strokes, bbox_to_mask(bbox, image_size, max_delta, rng))
 
 
+def irregular_mask(rng, image_size, hole_range=HOLE_RANGE):
+    """An irregular hole in the spirit of PConv's mask set: strokes and blobs up to a target area.
+
+    The PConv paper's masks (occlusion masks from videos, dilated, rotated and cropped) were not
+    released with code; this generator targets the same statistic, the hole-to-image ratio: it
+    draws a target ratio uniformly in ``hole_range``, then adds random shapes until the hole
+    covers at least that fraction. Shapes (sizes relative to s = min(H, W)): thick random-walk
+    strokes (2-7 segments of 0.05-0.3 s, width 0.02-0.09 s, round joints) with probability 0.7,
+    else rotated ellipses (semi-axes 0.03-0.18 s). The last shape can overshoot the target by
+    about one shape's area; `tests/test_masks.py` checks the ratios cover the buckets.
+
+    Returns:
+        float32 [1, H, W] in {0, 1}.
+    """
+    height, width = _pair(image_size)
+    low, high = float(hole_range[0]), float(hole_range[1])
+    if not 0 < low <= high < 1:
+        raise ValueError(f"masks: hole_range must satisfy 0 < low <= high < 1, got {hole_range}")
+    target, side = rng.uniform(low, high), min(height, width)
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    covered = 0.0
+    for _ in range(500):  # never reached in practice: each shape covers >= ~0.1% of the image
+        if rng.uniform() < 0.7:
+            x, y = rng.uniform(0, width), rng.uniform(0, height)
+            brush = max(1, int(side * rng.uniform(0.02, 0.09)))
+            points, angle = [(x, y)], rng.uniform(0, 2 * math.pi)
+            for _ in range(rng.randint(2, 8)):
+                angle += rng.uniform(-math.pi / 2, math.pi / 2)
+                step = side * rng.uniform(0.05, 0.3)
+                x = float(np.clip(x + step * math.cos(angle), 0, width - 1))
+                y = float(np.clip(y + step * math.sin(angle), 0, height - 1))
+                points.append((x, y))
+            draw.line(points, fill=1, width=brush)
+            r = brush / 2
+            for px, py in points:
+                draw.ellipse((px - r, py - r, px + r, py + r), fill=1)
+        else:
+            cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+            a, b = side * rng.uniform(0.03, 0.18), side * rng.uniform(0.03, 0.18)
+            theta = rng.uniform(0, math.pi)
+            t = np.linspace(0, 2 * math.pi, 32, endpoint=False)
+            xs = cx + a * np.cos(t) * math.cos(theta) - b * np.sin(t) * math.sin(theta)
+            ys = cy + a * np.cos(t) * math.sin(theta) + b * np.sin(t) * math.cos(theta)
+            draw.polygon(list(zip(xs.tolist(), ys.tolist())), fill=1)
+        covered = float(np.asarray(canvas, np.float32).mean())
+        if covered >= target:
+            break
+    return np.asarray(canvas, np.float32)[None].copy()
+
+
+def hole_ratio_bucket(ratio, edges=(0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)):
+    """PConv's evaluation bucket of a hole ratio: '0.1-0.2' for (0.1, 0.2]; None outside."""
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if lo < ratio <= hi:
+            return f"{lo:g}-{hi:g}"
+    return None
+
+
 def box_around_mask(mask, bbox_size):
     """A bbox_size box centred on the bounding box of the hole, shifted inside the image.
 
@@ -179,17 +240,20 @@ def box_around_mask(mask, bbox_size):
 class MaskFolder:
     """Mask files (e.g. the NVIDIA irregular masks), read lazily and resized to image_size.
 
-    White (> 127) = hole, alpha composited over black (see `read_mask`); nearest resize keeps
-    them binary. Unreadable files are skipped with a warning, replaced by the next one.
+    White (> 127) = hole, alpha composited over black (see `read_mask`); ``invert`` reads black
+    holes on white instead. Nearest resize keeps them binary. Unreadable files are skipped with a
+    warning, replaced by the next one.
 
     Args:
         folder_or_flist: a folder (searched recursively) or a .flist/.txt file.
         image_size: int or (H, W) of the output masks.
+        invert: True for files whose holes are black.
     """
 
-    def __init__(self, folder_or_flist, image_size):
+    def __init__(self, folder_or_flist, image_size, invert=False):
         self.source = str(folder_or_flist)
         self.size = _pair(image_size)
+        self.invert = bool(invert)
         if os.path.isdir(self.source):
             self.paths = list_images(self.source)
         elif os.path.isfile(self.source) and self.source.lower().endswith((".flist", ".txt")):
@@ -200,13 +264,21 @@ class MaskFolder:
             raise ValueError(f"masks: {self.source} has no {'/'.join(IMAGE_EXTENSIONS)} masks")
         for path in self.paths:  # stop at the first good file: one read for a healthy folder
             try:
-                read_mask(path)
+                first = self._read(path)
                 break
             except ImageReadError as exc:
                 warn_skip(exc, "mask")
         else:
             raise ValueError(f"masks: no readable mask in {self.source} "
                              f"({len(self.paths)} files tried)")
+        if first.mean() > 0.6:
+            warnings.warn(f"masks: {first.mean():.0%} of {path} is marked as hole (white = hole); "
+                          "if your masks have black holes, set mask_invert (--mask_invert)",
+                          stacklevel=2)
+
+    def _read(self, path):
+        mask = read_mask(path)
+        return 1.0 - mask if self.invert else mask
 
     def __len__(self):
         return len(self.paths)
@@ -215,7 +287,7 @@ class MaskFolder:
         """Mask i (or the next readable one): float32 [1, H, W] in {0, 1}."""
         for step in range(len(self.paths)):
             try:
-                mask = read_mask(self.paths[(int(i) + step) % len(self.paths)])
+                mask = self._read(self.paths[(int(i) + step) % len(self.paths)])
             except ImageReadError as exc:
                 warn_skip(exc, "mask")
                 continue
@@ -231,34 +303,42 @@ class MaskGenerator:
     """Batches of masks plus the box the v1 local critic crops.
 
     Args:
-        mask_type: 'bbox' (v1), 'free_form' (v2: box OR strokes) or 'file' (mask_dir).
+        mask_type: 'bbox' (v1), 'free_form' (v2: box OR strokes), 'irregular' (PConv-style
+            strokes and blobs, see `irregular_mask`) or 'file' (mask_dir).
         image_size: int or (H, W).
         bbox_size, max_delta, margin: box parameters (inpaint.yml HEIGHT/WIDTH,
             MAX_DELTA_*, *_MARGIN).
         mask_dir: folder or .flist of mask files, for 'file'.
         per_sample: one mask per sample; False shares one mask with the whole batch, as the
             official code does.
+        hole_range: (low, high) hole-to-image ratio of 'irregular' masks.
+        invert: 'file' masks have black holes on white.
 
     Calling it with (rng, batch_size) gives (mask float32 [N, 1, H, W], bbox int64 [N, 4]).
     The box is (top, left, h, w): for 'bbox' the unshrunk box; otherwise `box_around_mask`.
     """
 
     def __init__(self, mask_type, image_size, bbox_size=(128, 128), max_delta=(32, 32),
-                 margin=(0, 0), mask_dir=None, per_sample=False):
+                 margin=(0, 0), mask_dir=None, per_sample=False, hole_range=HOLE_RANGE,
+                 invert=False):
         if mask_type not in MASK_TYPES:
             raise ValueError(f"masks: unknown mask_type {mask_type!r} "
                              f"(valid: {', '.join(MASK_TYPES)})")
         self.mask_type, self.per_sample = mask_type, per_sample
         self.size, self.bbox_size = _pair(image_size), _pair(bbox_size)
         self.max_delta, self.margin = _pair(max_delta), _pair(margin)
-        _check_fits(self.size, self.bbox_size, self.margin if mask_type != "file" else (0, 0))
+        self.hole_range = tuple(hole_range)
+        if mask_type == "irregular":
+            irregular_mask(np.random.RandomState(0), (8, 8), self.hole_range)  # checks the range
+        _check_fits(self.size, self.bbox_size,
+                    self.margin if mask_type in ("bbox", "free_form") else (0, 0))
         shrink = 2 * (np.array(self.max_delta) // 2)
         if mask_type != "file" and (shrink >= np.array(self.bbox_size)).any():
             raise ValueError(f"masks: max_delta {self.max_delta} can shrink the {self.bbox_size} "
                              "box to nothing")
         if mask_type == "file" and mask_dir is None:
             raise ValueError("masks: mask_type 'file' needs mask_dir")
-        self.folder = MaskFolder(mask_dir, self.size) if mask_type == "file" else None
+        self.folder = MaskFolder(mask_dir, self.size, invert) if mask_type == "file" else None
 
     def _one(self, rng):
         if self.mask_type == "bbox":
@@ -266,6 +346,8 @@ class MaskGenerator:
             return bbox_to_mask(bbox, self.size, self.max_delta, rng), bbox
         if self.mask_type == "free_form":
             mask = free_form_mask(rng, self.size, self.bbox_size, self.max_delta, self.margin)
+        elif self.mask_type == "irregular":
+            mask = irregular_mask(rng, self.size, self.hole_range)
         else:
             mask = self.folder.sample(rng)
         return mask, box_around_mask(mask, self.bbox_size)
@@ -292,10 +374,12 @@ def mask_for_index(mask_gen, seed, index):
 def masks_from_config(cfg, mask_type=None, mask_dir=None, per_sample=None):
     """The MaskGenerator a run's flat config describes (train.py and test.py share it).
 
-    Box keys (bbox_size, max_delta, margin) fall back to DeepFill's defaults for models whose
-    config has none; the keyword arguments override the config's values when given.
+    Box keys (bbox_size, max_delta, margin) fall back to DeepFill's 128/32/0 (at most half the
+    image) for models whose config has none; the keyword arguments override the config.
     """
-    return MaskGenerator(mask_type or cfg["mask_type"], cfg["image_size"],
-                         cfg.get("bbox_size", 128), cfg.get("max_delta", 32), cfg.get("margin", 0),
+    box = cfg.get("bbox_size", min(128, cfg["image_size"] // 2))
+    return MaskGenerator(mask_type or cfg["mask_type"], cfg["image_size"], box,
+                         cfg.get("max_delta", min(32, box // 4)), cfg.get("margin", 0),
                          mask_dir or cfg.get("mask_dir"),
-                         cfg.get("per_sample_mask", False) if per_sample is None else per_sample)
+                         cfg.get("per_sample_mask", False) if per_sample is None else per_sample,
+                         cfg.get("hole_range", HOLE_RANGE), cfg.get("mask_invert", False))

@@ -151,7 +151,7 @@ def test_box_around_mask_edges():
 
 
 def test_generator_errors():
-    with pytest.raises(ValueError, match="bbox, free_form, file"):
+    with pytest.raises(ValueError, match="bbox, free_form, irregular, file"):
         MaskGenerator("square", 256)
     with pytest.raises(ValueError, match="mask_dir"):
         MaskGenerator("file", 256)
@@ -214,3 +214,40 @@ def test_mask_for_index_is_fixed_per_image():
     assert np.array_equal(mask, again)
     assert np.array_equal(mask, gen(np.random.RandomState([3, 7]), 1)[0][0])
     assert not np.array_equal(mask, mask_for_index(gen, 3, 8)[0])
+
+
+def test_irregular_masks_cover_every_pconv_bucket():
+    from data import hole_ratio_bucket, irregular_mask
+    ratios = np.array([irregular_mask(np.random.RandomState([7, i]), (96, 128)).mean()
+                       for i in range(240)])
+    buckets = {hole_ratio_bucket(r) for r in ratios}
+    assert {'0.01-0.1', '0.1-0.2', '0.2-0.3', '0.3-0.4', '0.4-0.5', '0.5-0.6'} <= buckets
+    assert ratios.min() >= 0.01 and np.mean(ratios <= 0.6) > 0.9  # overshoot is rare
+    narrow = [irregular_mask(np.random.RandomState(i), 64, (0.2, 0.25)).mean() for i in range(30)]
+    assert min(narrow) >= 0.2 and np.median(narrow) < 0.3
+    a = irregular_mask(np.random.RandomState(3), 64)
+    assert a.shape == (1, 64, 64) and set(np.unique(a)) == {0.0, 1.0}
+    assert np.array_equal(a, irregular_mask(np.random.RandomState(3), 64))
+    with pytest.raises(ValueError, match="hole_range"):
+        MaskGenerator("irregular", 64, 32, 8, hole_range=(0.5, 0.2))
+
+
+def test_hole_ratio_buckets_are_half_open():
+    from data import hole_ratio_bucket
+    assert hole_ratio_bucket(0.1) == '0.01-0.1' and hole_ratio_bucket(0.1001) == '0.1-0.2'
+    assert hole_ratio_bucket(0.6) == '0.5-0.6'
+    assert hole_ratio_bucket(0.005) is None and hole_ratio_bucket(0.7) is None
+
+
+def test_mask_folder_with_black_holes(tmp_path):
+    hole = np.full((40, 40), 255, np.uint8)
+    hole[10:20, 5:30] = 0  # NVIDIA-style file: black hole on white
+    Image.fromarray(hole).save(tmp_path / "m.png")
+    with pytest.warns(UserWarning, match="mask_invert"):
+        plain = MaskFolder(tmp_path, 40)
+    assert plain[0].mean() > 0.8
+    inverted = MaskFolder(tmp_path, 40, invert=True)[0]
+    assert inverted.sum() == 250 and inverted[0, 10:20, 5:30].all()
+    gen = MaskGenerator("file", 40, 16, 4, mask_dir=tmp_path, invert=True)
+    mask, bbox = gen(np.random.RandomState(0), 2)
+    assert np.array_equal(mask[0], inverted) and mask.shape == (2, 1, 40, 40)

@@ -10,6 +10,9 @@ metrics.csv (one row per image and method), metrics.txt (means, `key value`), co
 grids/ (input | model [| telea] | ground truth). Metrics follow MMagic: hole L1 x100 on [0, 1]
 images, whole-image PSNR and SSIM; plus the DeepFill paper's l1, l2 and TV (data/metrics.py).
 Masks are drawn per image from RandomState([seed, index]), so numbers compare across models.
+Every model is also reported per hole-to-image ratio bucket, (0.01, 0.1], (0.1, 0.2], ...,
+(0.5, 0.6], as in the PConv paper's table (metrics_by_hole_ratio.csv and metrics.txt); use
+``--mask_type irregular`` (ratios uniform over 0.01-0.6) or your own ``--mask_dir``.
 """
 import argparse
 import csv
@@ -24,9 +27,9 @@ from models.inpainter import Inpainter, load_model
 import cv2  # noqa: E402
 import paddle  # noqa: E402
 
-from data import (IMAGE_EXTENSIONS, ImageDataset, compute_all, list_images,  # noqa: E402
-                  mask_for_index, masks_from_config, read_image, read_mask, save_image, to_uint8,
-                  validation_source)
+from data import (IMAGE_EXTENSIONS, ImageDataset, compute_all, hole_ratio_bucket,  # noqa: E402
+                  list_images, mask_for_index, masks_from_config, read_image, read_mask,
+                  save_image, to_uint8, validation_source)
 from data.sketch import guidance, read_sketch  # noqa: E402
 from models.visual import grid  # noqa: E402
 
@@ -37,13 +40,17 @@ QUICKSTART = ROOT / 'checkpoints' / 'deepfill_v1_quickstart' / 'latest.safetenso
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--checkpoint', default=str(QUICKSTART), help='.safetensors checkpoint')
+    p.add_argument('--checkpoint', '--weights', default=str(QUICKSTART),
+                   help='.safetensors checkpoint (a training run or converted weights)')
     p.add_argument('--allow_pickle', action='store_true',
                    help='allow loading a pickled .pdparams (it can run code: trusted files only)')
     p.add_argument('--model', help='model name, needed only for a pickled .pdparams')
     p.add_argument('--data', help="folder, .flist or 'builtin:val' (default: the run's val data)")
-    p.add_argument('--mask_type', help="bbox, free_form or file (default: the training masks)")
-    p.add_argument('--mask_dir', help='mask images for --mask_type file')
+    p.add_argument('--mask_type',
+                   help="bbox, free_form, irregular or file (default: the training masks)")
+    p.add_argument('--mask_dir', help='mask images for --mask_type file (white = hole)')
+    p.add_argument('--mask_invert', action='store_true',
+                   help='the --mask_dir files have black holes on white')
     p.add_argument('--count', type=int, default=None, help='evaluate at most this many images')
     p.add_argument('--batch_size', type=int, default=8)
     p.add_argument('--seed', type=int, default=0, help='seed of the evaluation masks')
@@ -71,7 +78,8 @@ def evaluate_dataset(args, model, state):
         raise ValueError('--data: the checkpoint was not trained on builtin data; pass --data')
     size = cfg['image_size']
     dataset = ImageDataset(data, size, train=False)
-    masks = masks_from_config(cfg, args.mask_type, args.mask_dir, per_sample=True)
+    masks = masks_from_config({**cfg, 'mask_invert': args.mask_invert or cfg.get('mask_invert')},
+                              args.mask_type, args.mask_dir, per_sample=True)
     n = len(dataset) if args.count is None else min(args.count, len(dataset))
     ckpt = Path(args.checkpoint)
     out_dir = Path(args.out_dir or ckpt.parent / f'test_{ckpt.stem}')
@@ -99,7 +107,9 @@ def evaluate_dataset(args, model, state):
             if 'telea' in methods:
                 results['telea'] = telea(np.where(m[..., None] > 0, 0, gt).astype(np.uint8), m)
             for method, result in results.items():
-                rows.append(dict(method=method, image=name, hole_ratio=float(m.mean()),
+                ratio = float(m.mean())
+                rows.append(dict(method=method, image=name, hole_ratio=ratio,
+                                 bucket=hole_ratio_bucket(ratio) or 'other',
                                  **compute_all(gt, result, m)))
             save_image(out_dir / 'composites' / f'{name}.png', results['model'])
             shown = [images[j] * (1 - m) + m] + [r.transpose(2, 0, 1) / 127.5 - 1
@@ -114,21 +124,32 @@ def evaluate_dataset(args, model, state):
 
 
 def write_report(out_dir, rows, methods, info):
-    """metrics.csv (per image), metrics.txt (means) and a printed table."""
-    keys = [k for k in rows[0] if k not in ('method', 'image')]
+    """metrics.csv (per image), metrics_by_hole_ratio.csv, metrics.txt (means: overall and per
+    hole-ratio bucket) and printed tables."""
+    keys = [k for k in rows[0] if k not in ('method', 'image', 'bucket')]
     with open(out_dir / 'metrics.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=['method', 'image'] + keys)
+        writer = csv.DictWriter(f, fieldnames=['method', 'image', 'bucket'] + keys)
         writer.writeheader()
         writer.writerows(rows)
-    means = {m: {k: float(np.mean([r[k] for r in rows if r['method'] == m])) for k in keys}
-             for m in methods}
+    buckets = sorted({r['bucket'] for r in rows}, key=lambda b: (b == 'other', b))
+    table = [dict(method=m, bucket=b, count=len(sel),
+                  **{k: float(np.mean([r[k] for r in sel])) for k in keys})
+             for m in methods for b in ['all'] + buckets
+             for sel in [[r for r in rows if r['method'] == m and b in ('all', r['bucket'])]]
+             if sel]
+    with open(out_dir / 'metrics_by_hole_ratio.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
     lines = [' '.join(f'{k} {v}' for k, v in info.items())]
-    lines += [f'method {m} ' + ' '.join(f'{k} {v:.4f}' for k, v in means[m].items())
-              for m in methods]
+    lines += [f"method {t['method']} " + ('' if t['bucket'] == 'all' else
+                                         f"hole_ratio {t['bucket']} count {t['count']} ")
+              + ' '.join(f'{k} {t[k]:.4f}' for k in keys) for t in table]
     (out_dir / 'metrics.txt').write_text('\n'.join(lines) + '\n')
-    print(f"{'method':<8}" + ''.join(f'{k:>11}' for k in keys))
-    for m in methods:
-        print(f'{m:<8}' + ''.join(f'{v:>11.4f}' for v in means[m].values()))
+    print(f"{'method':<8}{'holes':>10}{'n':>5}" + ''.join(f'{k:>11}' for k in keys))
+    for t in table:
+        print(f"{t['method']:<8}{t['bucket']:>10}{t['count']:>5}"
+              + ''.join(f'{t[k]:>11.4f}' for k in keys))
     print(f'{info["images"]} images; results in {out_dir}')
 
 

@@ -118,12 +118,34 @@ def test_test_py_evaluates_with_baseline(smoke, tmp_path):
     proc = run('test.py', '--checkpoint', run_dir / 'latest.safetensors', '--out_dir', out,
                '--baseline', 'telea', '--device', 'cpu')
     lines = (out / 'metrics.txt').read_text().splitlines()
-    assert lines[1].startswith('method model hole_ratio') and lines[2].startswith('method telea')
+    assert lines[1].startswith('method model hole_ratio') and 'method telea hole_ratio' in lines[-1]
     assert 'hole_l1' in proc.stdout and 'psnr' in proc.stdout
     rows = (out / 'metrics.csv').read_text().splitlines()
-    assert rows[0] == 'method,image,hole_ratio,hole_l1,psnr,ssim,l1,l2,tv'
+    assert rows[0] == 'method,image,bucket,hole_ratio,hole_l1,psnr,ssim,l1,l2,tv'
     assert len(rows) == 1 + 2 * 4  # 4 readable photos, model + telea
     assert len(list((out / 'composites').iterdir())) == 4 and (out / 'grids').is_dir()
+
+
+def test_test_py_reports_metrics_by_hole_ratio(smoke, tmp_path):
+    import csv
+    run_dir, _ = smoke
+    out = tmp_path / 'eval'
+    run('test.py', '--checkpoint', run_dir / 'latest.safetensors', '--out_dir', out,
+        '--mask_type', 'irregular', '--seed', '3', '--device', 'cpu')
+    with open(out / 'metrics.csv') as f:
+        per_image = list(csv.DictReader(f))
+    with open(out / 'metrics_by_hole_ratio.csv') as f:
+        table = {row['bucket']: row for row in csv.DictReader(f)}
+    for row in per_image:  # (lo, hi] buckets of the measured ratio
+        lo, hi = map(float, row['bucket'].split('-'))
+        assert lo < float(row['hole_ratio']) <= hi
+    assert int(table['all']['count']) == len(per_image) == 4
+    assert sum(int(t['count']) for b, t in table.items() if b != 'all') == 4
+    for bucket, t in table.items():
+        chosen = [float(r['psnr']) for r in per_image if bucket in ('all', r['bucket'])]
+        assert float(t['psnr']) == pytest.approx(np.mean(chosen), rel=1e-6)
+    text = (out / 'metrics.txt').read_text()
+    assert all(f'hole_ratio {b} count' in text for b in table if b != 'all')
 
 
 def test_test_py_single_image_of_any_size(smoke, tmp_path):

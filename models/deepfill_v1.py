@@ -26,16 +26,22 @@ Deliberate deviations, none of which changes the function computed with official
   trains no critic (the official script adds no critic trainer in that mode).
 - Two Adam optimisers with the official settings instead of one shared TF1 Adam object, which
   also shares its bias-correction counters between G and D.
+- Published weights load through ``CONVERTERS`` (tools/convert_weights.py). daa233's PyTorch port
+  differs in ops, so the config has switches, all defaulting to the official behaviour:
+  ``padding`` ('symmetric' in the port), ``ca_resize`` ('torch'), ``ca_patch_norm`` ('eps_sum')
+  and ``d_local_conv4_mult`` (the port's local critic ends in 4*cnum filters, not 8*cnum).
 """
+from functools import partial
+
 import numpy as np
 import paddle
 import paddle.nn as nn
 
 from models.base import InpaintModel
+from models.convert_deepfill import convert_daa233_v1, convert_daa233_v1_tf
 from models.losses import (ae_l1, discounted_l1, gradient_penalty, spatial_discount_mask,
                            wgan_d, wgan_g)
-from models.ops import (ContextualAttention, DisConv, GenConv, GenDeconv, resize_nearest_tf,
-                        tf_init)
+from models.ops import ContextualAttention, DisConv, GenConv, GenDeconv, tf_init
 
 DEFAULTS = dict(
     image_size=256,          # IMG_SHAPES: training crops are image_size x image_size
@@ -58,6 +64,11 @@ DEFAULTS = dict(
     ca_fuse_k=3,             # fuse kernel
     ca_softmax_scale=10.0,   # softmax_scale
     ca_fuse=True,            # fuse=True
+    padding='tf_same',       # PADDING: SAME (TF, asymmetric at stride 2); 'symmetric': daa233
+    ca_resize='tf',          # resize(align_corners=True) in contextual attention; 'torch': daa233
+    ca_patch_norm='clamp',   # patches / max(||w||, 1e-4); 'eps_sum': daa233's sqrt(sum(w^2+1e-4))
+    ca_mask_from='features', # mask resized to the attention features, then by rate (official)
+    d_local_conv4_mult=8,    # discriminator_local conv4: cnum*8 filters (daa233: 4)
     lr=1e-4,                 # train.py: Adam learning rate
     beta1=0.5,               # train.py: AdamOptimizer(beta1=0.5, beta2=0.9)
     beta2=0.9,
@@ -170,7 +181,8 @@ class RefineNet(_Stack):
         self.allconv17 = conv(c // 2, 3, activation=None)
 
     def forward(self, x, mask_s):
-        """x: [N, C_in, H, W]; mask_s: hole mask at H/4. Returns ([N, 3, H, W], offsets)."""
+        """x: [N, C_in, H, W]; mask_s: hole mask at H or H/4 (contextual attention resizes it).
+        Returns ([N, 3, H, W], offsets)."""
         hallucinated = self.run(self.CONV_BRANCH, x)  # [N, 4c, H/4, W/4]
         pm = self.run(self.ATTENTION_IN, x)
         pm, offsets = self.contextual_attention(pm, pm, mask_s)
@@ -182,10 +194,11 @@ class RefineNet(_Stack):
 class Generator(nn.Layer):
     """Coarse-to-fine generator: stage 2 refines the coarse result pasted into the known image."""
 
-    def __init__(self, cnum=32, attention=None):
+    def __init__(self, cnum=32, attention=None, padding='tf_same'):
         super().__init__()
-        self.coarse = CoarseNet(cnum)
-        self.refine = RefineNet(cnum, attention=attention)
+        conv = partial(GenConv, padding=padding)
+        self.coarse = CoarseNet(cnum, conv=conv)
+        self.refine = RefineNet(cnum, attention=attention, conv=conv)
 
     def forward(self, image, mask, refine=True):
         """image [N,3,H,W] in [-1,1]; mask [N,1,H,W], 1 = hole. Returns (x1, x2, offsets)."""
@@ -195,21 +208,20 @@ class Generator(nn.Layer):
         if not refine:
             return x1, None, None
         x = x1 * mask + masked * (1.0 - mask)
-        mask_s = resize_nearest_tf(mask, [mask.shape[2] // 4, mask.shape[3] // 4])
-        x2, offsets = self.refine(paddle.concat([x, ones, mask], axis=1), mask_s)
+        x2, offsets = self.refine(paddle.concat([x, ones, mask], axis=1), mask)
         return x1, x2, offsets
 
 
 class _Critic(nn.Layer):
     """Four ``dis_conv`` layers (5x5, stride 2, LeakyReLU 0.2), flatten, dense -> 1 score."""
 
-    def __init__(self, widths, input_size, in_channels=3):
+    def __init__(self, widths, input_size, in_channels=3, padding='tf_same'):
         super().__init__()
         self.input_size = input_size
-        self.conv1 = DisConv(in_channels, widths[0])
-        self.conv2 = DisConv(widths[0], widths[1])
-        self.conv3 = DisConv(widths[1], widths[2])
-        self.conv4 = DisConv(widths[2], widths[3])
+        self.conv1 = DisConv(in_channels, widths[0], padding=padding)
+        self.conv2 = DisConv(widths[0], widths[1], padding=padding)
+        self.conv3 = DisConv(widths[1], widths[2], padding=padding)
+        self.conv4 = DisConv(widths[2], widths[3], padding=padding)
         weight_attr, bias_attr = tf_init()
         self.fc = nn.Linear(widths[3] * (input_size // 16) ** 2, 1, weight_attr, bias_attr)
 
@@ -226,24 +238,25 @@ class _Critic(nn.Layer):
 class LocalCritic(_Critic):
     """WGAN critic of the local patch around the hole (``discriminator_local``)."""
 
-    def __init__(self, patch_size=128, cnum=64):
-        super().__init__([cnum, 2 * cnum, 4 * cnum, 8 * cnum], patch_size)
+    def __init__(self, patch_size=128, cnum=64, conv4_mult=8, padding='tf_same'):
+        super().__init__([cnum, 2 * cnum, 4 * cnum, conv4_mult * cnum], patch_size,
+                         padding=padding)
 
 
 class GlobalCritic(_Critic):
     """WGAN critic of the whole image (``discriminator_global``)."""
 
-    def __init__(self, image_size=256, cnum=64):
-        super().__init__([cnum, 2 * cnum, 4 * cnum, 4 * cnum], image_size)
+    def __init__(self, image_size=256, cnum=64, padding='tf_same'):
+        super().__init__([cnum, 2 * cnum, 4 * cnum, 4 * cnum], image_size, padding=padding)
 
 
 class Critics(nn.Layer):
     """The two WGAN-GP critics; forward scores (local patch, whole image)."""
 
-    def __init__(self, image_size, patch_size, cnum):
+    def __init__(self, image_size, patch_size, cnum, local_conv4_mult=8, padding='tf_same'):
         super().__init__()
-        self.local_critic = LocalCritic(patch_size, cnum)
-        self.global_critic = GlobalCritic(image_size, cnum)
+        self.local_critic = LocalCritic(patch_size, cnum, local_conv4_mult, padding)
+        self.global_critic = GlobalCritic(image_size, cnum, padding)
 
     def forward(self, patch, image):
         return self.local_critic(patch), self.global_critic(image)
@@ -257,6 +270,7 @@ class DeepFillV1(InpaintModel):
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
     IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
+    CONVERTERS = {'daa233_v1': convert_daa233_v1, 'daa233_v1_tf': convert_daa233_v1_tf}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -266,9 +280,11 @@ class DeepFillV1(InpaintModel):
                              f"bbox_size <= image_size, got {cfg['image_size']}, "
                              f"{cfg['bbox_size']}")
         attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
-                                        cfg['ca_softmax_scale'], cfg['ca_fuse'])
-        self.netG = Generator(cfg['cnum'], attention)
-        self.netD = Critics(cfg['image_size'], cfg['bbox_size'], cfg['d_cnum'])
+                                        cfg['ca_softmax_scale'], cfg['ca_fuse'], cfg['ca_resize'],
+                                        cfg['ca_patch_norm'], cfg['ca_mask_from'])
+        self.netG = Generator(cfg['cnum'], attention, cfg['padding'])
+        self.netD = Critics(cfg['image_size'], cfg['bbox_size'], cfg['d_cnum'],
+                            cfg['d_local_conv4_mult'], cfg['padding'])
         discount = spatial_discount_mask(cfg['bbox_size'], cfg['bbox_size'], cfg['discount_gamma'])
         self.register_buffer('discount', paddle.to_tensor(discount[None, None]), persistable=False)
 

@@ -30,13 +30,20 @@ Choices and deviations:
 - Spectral norm keeps ``u`` per layer as the official code ([out] here, [1, out] in TF) and runs
   one power iteration on every training forward of the critic, generator steps included, as the
   TF graph does.
+- Published weights load through ``CONVERTERS`` (tools/convert_weights.py). nipponjo's port of the
+  official weights runs contextual attention without the fuse step and resizes its mask in one
+  step from the image; ``ca_fuse`` and ``ca_mask_from`` record that (the other ops switches are
+  deepfill_v1's; all default to the official behaviour).
 """
+from functools import partial
+
 import paddle
 import paddle.nn as nn
 
 from models.base import InpaintModel
+from models.convert_deepfill import convert_nipponjo_v2
 from models.deepfill_v1 import CoarseNet, RefineNet
-from models.ops import ContextualAttention, DisConv, GatedConv2D, resize_nearest_tf
+from models.ops import ContextualAttention, DisConv, GatedConv2D
 
 DEFAULTS = dict(
     image_size=256,          # img_shapes
@@ -58,6 +65,10 @@ DEFAULTS = dict(
     ca_fuse_k=3,
     ca_softmax_scale=10.0,
     ca_fuse=True,
+    padding='tf_same',       # padding: SAME (see deepfill_v1 for the switches below)
+    ca_resize='tf',
+    ca_patch_norm='clamp',
+    ca_mask_from='features', # 'image': nipponjo's one-step mask resize
     lr=1e-4,                 # train.py: Adam(1e-4, beta1 0.5, beta2 0.999)
     beta1=0.5,
     beta2=0.999,
@@ -73,11 +84,12 @@ TINY = dict(image_size=64, cnum=16, d_cnum=8, bbox_size=32, max_delta=8, batch_s
 class Generator(nn.Layer):
     """Gated two-stage generator; stage 2 refines the coarse result pasted into the image."""
 
-    def __init__(self, cnum=48, guided=False, attention=None):
+    def __init__(self, cnum=48, guided=False, attention=None, padding='tf_same'):
         super().__init__()
         c = cnum // 2  # a gated conv of n filters gives n/2 channels
-        self.coarse = CoarseNet(c, 6 if guided else 5, GatedConv2D, 'tanh')
-        self.refine = RefineNet(c, 3, attention, GatedConv2D, 'tanh')
+        conv = partial(GatedConv2D, padding=padding)
+        self.coarse = CoarseNet(c, 6 if guided else 5, conv, 'tanh')
+        self.refine = RefineNet(c, 3, attention, conv, 'tanh')
 
     def forward(self, image, mask, sketch=None):
         """image [N,3,H,W] in [-1,1]; mask [N,1,H,W]; sketch [N,1,H,W] or None (unguided)."""
@@ -86,19 +98,18 @@ class Generator(nn.Layer):
         ones = paddle.ones_like(mask)
         x1 = self.coarse(paddle.concat([x, ones, mask], axis=1))
         x = x1 * mask + masked * (1.0 - mask)  # 3 channels only (official)
-        mask_s = resize_nearest_tf(mask, [mask.shape[2] // 4, mask.shape[3] // 4])
-        x2, offsets = self.refine(x, mask_s)
+        x2, offsets = self.refine(x, mask)
         return x1, x2, offsets
 
 
 class SNPatchGAN(nn.Layer):
     """SN-PatchGAN critic: [N, C, H, W] -> [N, 256 * H/64 * W/64] scores (4096 at 256x256)."""
 
-    def __init__(self, in_channels=4, cnum=64):
+    def __init__(self, in_channels=4, cnum=64, padding='tf_same'):
         super().__init__()
         widths = [cnum, 2 * cnum, 4 * cnum, 4 * cnum, 4 * cnum, 4 * cnum]
         for i, (cin, cout) in enumerate(zip([in_channels] + widths[:-1], widths), start=1):
-            setattr(self, f'conv{i}', DisConv(cin, cout, spectral=True))
+            setattr(self, f'conv{i}', DisConv(cin, cout, spectral=True, padding=padding))
 
     def forward(self, x):
         for i in range(1, 7):
@@ -120,6 +131,7 @@ class DeepFillV2(InpaintModel):
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
     IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
+    CONVERTERS = {'nipponjo_v2': convert_nipponjo_v2}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -128,9 +140,10 @@ class DeepFillV2(InpaintModel):
             raise ValueError(f"deepfill_v2: cnum counts gated filters and must be even, "
                              f"got {cfg['cnum']}")
         attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
-                                        cfg['ca_softmax_scale'], cfg['ca_fuse'])
-        self.netG = Generator(cfg['cnum'], cfg['guided'], attention)
-        self.netD = SNPatchGAN(5 if cfg['guided'] else 4, cfg['d_cnum'])
+                                        cfg['ca_softmax_scale'], cfg['ca_fuse'], cfg['ca_resize'],
+                                        cfg['ca_patch_norm'], cfg['ca_mask_from'])
+        self.netG = Generator(cfg['cnum'], cfg['guided'], attention, cfg['padding'])
+        self.netD = SNPatchGAN(5 if cfg['guided'] else 4, cfg['d_cnum'], cfg['padding'])
 
     def _sketch(self, image, sketch):
         if not self.cfg['guided']:

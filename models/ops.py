@@ -28,26 +28,42 @@ def same_padding(kernel_size, stride=1, dilation=1):
     return [before, total - before, before, total - before]
 
 
+PADDINGS = ('tf_same', 'symmetric')
+
+
+def conv_padding(kernel_size, stride=1, dilation=1, mode='tf_same'):
+    """Zero padding [top, bottom, left, right] of a conv: TF 'SAME' (official) or 'symmetric'.
+
+    'symmetric' pads ``dilation*(k-1)/2`` on every side, as the PyTorch ports do; it equals 'SAME'
+    at stride 1 and shifts the sampling grid by one pixel at stride 2.
+    """
+    if mode == 'symmetric':
+        return [dilation * (kernel_size - 1) // 2] * 4
+    if mode != 'tf_same':
+        raise ValueError(f"padding: expected one of {', '.join(PADDINGS)}, got {mode!r}")
+    return same_padding(kernel_size, stride, dilation)
+
+
 def tf_init():
     """TF's default initialisation of conv/dense layers: glorot-uniform kernel, zero bias."""
     return ParamAttr(initializer=XavierUniform()), ParamAttr(initializer=Constant(0.0))
 
 
-def conv2d_same(in_channels, out_channels, kernel_size, stride=1, dilation=1):
-    """``nn.Conv2D`` with TF 'SAME' padding and TF initialisation."""
+def conv2d_same(in_channels, out_channels, kernel_size, stride=1, dilation=1, padding='tf_same'):
+    """``nn.Conv2D`` with TF 'SAME' padding (or ``padding='symmetric'``) and TF initialisation."""
     weight_attr, bias_attr = tf_init()
     return nn.Conv2D(in_channels, out_channels, kernel_size, stride,
-                     padding=same_padding(kernel_size, stride, dilation), dilation=dilation,
-                     weight_attr=weight_attr, bias_attr=bias_attr)
+                     padding=conv_padding(kernel_size, stride, dilation, padding),
+                     dilation=dilation, weight_attr=weight_attr, bias_attr=bias_attr)
 
 
 class GenConv(nn.Layer):
     """Generator conv of the official code (``gen_conv``): conv, then ELU (or ReLU / nothing)."""
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, dilation=1,
-                 activation='elu'):
+                 activation='elu', padding='tf_same'):
         super().__init__()
-        self.conv = conv2d_same(in_channels, out_channels, kernel_size, stride, dilation)
+        self.conv = conv2d_same(in_channels, out_channels, kernel_size, stride, dilation, padding)
         self.act = _ACTIVATIONS[activation]
 
     def forward(self, x):
@@ -74,10 +90,10 @@ class GatedConv2D(nn.Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, dilation=1,
-                 activation='elu'):
+                 activation='elu', padding='tf_same'):
         super().__init__()
         filters = out_channels if activation is None else 2 * out_channels
-        self.conv = conv2d_same(in_channels, filters, kernel_size, stride, dilation)
+        self.conv = conv2d_same(in_channels, filters, kernel_size, stride, dilation, padding)
         self.activation = activation
 
     def forward(self, x):
@@ -110,13 +126,19 @@ class DisConv(nn.Layer):
     ``weight_orig`` (trainable) and the buffers ``weight_u``, ``weight_v``.
     """
 
-    def __init__(self, in_channels, out_channels, spectral=False):
+    def __init__(self, in_channels, out_channels, spectral=False, padding='tf_same'):
         super().__init__()
-        self.conv = conv2d_same(in_channels, out_channels, 5, 2)
+        self.conv = conv2d_same(in_channels, out_channels, 5, 2, padding=padding)
+        self.padding = padding
         if spectral:
             self.conv = nn.utils.spectral_norm(self.conv, n_power_iterations=1, dim=0)
 
     def forward(self, x):
+        h, w = x.shape[2:]
+        if self.padding == 'tf_same' and (h % 2 or w % 2):
+            # TF 'SAME' pads an odd side by 2 + 2, one more before than the static [1, 2]
+            # (SN-PatchGAN's six stride-2 layers meet odd sizes unless H, W are multiples of 64)
+            x = F.pad(x, [w % 2, 0, h % 2, 0])
         return F.leaky_relu(self.conv(x), 0.2)
 
 
@@ -141,6 +163,20 @@ def resize_nearest_tf(x, size):
     return paddle.index_select(paddle.index_select(x, rows, axis=2), cols, axis=3)
 
 
+def resize_nearest_torch(x, size):
+    """PyTorch's nearest resize (source index ``floor(i * in / out)``; 2i when halving), as the
+    PyTorch ports use it inside contextual attention. [N,C,H,W] -> [N,C,size[0],size[1]]."""
+    _, _, h, w = x.shape
+    if (h, w) == tuple(size):
+        return x
+    rows = paddle.to_tensor(np.arange(size[0]) * h // size[0])
+    cols = paddle.to_tensor(np.arange(size[1]) * w // size[1])
+    return paddle.index_select(paddle.index_select(x, rows, axis=2), cols, axis=3)
+
+
+NEAREST_RESIZES = {'tf': resize_nearest_tf, 'torch': resize_nearest_torch}
+
+
 # ---------------------------------------------------------------- contextual attention helpers
 def extract_patches(x, kernel_size, stride=1):
     """All ``kernel_size`` patches of x with TF 'SAME' padding: [N,C,H,W] -> [N, C*k*k, L].
@@ -151,12 +187,13 @@ def extract_patches(x, kernel_size, stride=1):
     return F.unfold(x, kernel_size, stride, [top, left, bottom, right])
 
 
-def matching_scores(f, b, kernel_size, eps=1e-4):
+def matching_scores(f, b, kernel_size, eps=1e-4, norm='clamp'):
     """Cosine-like scores of every foreground position against every background patch.
 
     Equivalent to the official ``conv2d(f, w / max(||w||, eps), 'SAME')`` with one kernel per
     background patch: only the background patches are normalised (f is not), and ``eps`` is the
-    official escape-NaN floor for all-zero patches.
+    official escape-NaN floor for all-zero patches. ``norm='eps_sum'`` divides by
+    ``sqrt(sum(w^2 + eps))`` instead (eps added per element: daa233's PyTorch port).
 
     Args:
         f, b: [N, C, h, w] foreground and background features.
@@ -164,7 +201,10 @@ def matching_scores(f, b, kernel_size, eps=1e-4):
         [N, Lb, Lf] scores (Lb = Lf = h*w).
     """
     w = extract_patches(b, kernel_size)  # [N, C*k*k, Lb]
-    w = w / paddle.clip(paddle.linalg.norm(w, axis=1, keepdim=True), min=eps)
+    if norm == 'eps_sum':
+        w = w / paddle.sqrt((w * w).sum(axis=1, keepdim=True) + eps * w.shape[1])
+    else:
+        w = w / paddle.clip(paddle.linalg.norm(w, axis=1, keepdim=True), min=eps)
     fp = extract_patches(f, kernel_size)  # [N, C*k*k, Lf]
     return paddle.bmm(w.transpose([0, 2, 1]), fp)
 
@@ -241,31 +281,48 @@ class ContextualAttention(nn.Layer):
 
     Memory: the score tensor is N x (HW/rate^2)^2 floats for an HxW feature map (4 MB per item for
     a 256x256 image, whose features are 64x64).
+
+    Switches for weights converted from the PyTorch ports (defaults: official): ``resize`` 'tf'
+    (align-corners nearest) or 'torch' (index 2i); ``patch_norm`` 'clamp' (max(||w||, 1e-4)) or
+    'eps_sum' (see ``matching_scores``); ``mask_from`` 'features' (the mask goes to the feature
+    size first, then down by ``rate``: two resizes, official) or 'image' (one resize straight
+    from the mask given: nipponjo's networks_tf.py).
     """
 
-    def __init__(self, ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True):
+    def __init__(self, ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True,
+                 resize='tf', patch_norm='clamp', mask_from='features'):
         super().__init__()
         if stride != 1:
             raise ValueError('ContextualAttention: only stride 1 is implemented (the official '
                              'default and the only value the papers use)')
+        for key, value, allowed in (('ca_resize', resize, tuple(NEAREST_RESIZES)),
+                                    ('ca_patch_norm', patch_norm, ('clamp', 'eps_sum')),
+                                    ('ca_mask_from', mask_from, ('features', 'image'))):
+            if value not in allowed:
+                raise ValueError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
         self.ksize, self.rate, self.fuse_k = ksize, rate, fuse_k
         self.softmax_scale, self.fuse = softmax_scale, fuse
+        self.resize, self.patch_norm, self.mask_from = resize, patch_norm, mask_from
 
     def forward(self, f, b, mask=None):
         """Args:
             f, b: [N, C, H, W] foreground/background features (DeepFill passes f = b).
-            mask: [N, 1, H, W] hole mask (1 = hole) at the feature resolution, or None.
+            mask: [N, 1, H', W'] hole mask (1 = hole) at the feature resolution or an integer
+                multiple of it (e.g. the image's), or None.
         Returns:
             y: [N, C, H, W] reconstruction; offsets: [N, 2, H/rate, W/rate] int64 (dy, dx).
         """
         n, _, h, w = f.shape
         small = (h // self.rate, w // self.rate)
+        resize = NEAREST_RESIZES[self.resize]
         raw = extract_patches(b, 2 * self.rate, self.rate)  # [N, C*(2r)^2, Lb]
-        f_s, b_s = resize_nearest_tf(f, small), resize_nearest_tf(b, small)
+        f_s, b_s = resize(f, small), resize(b, small)
         if mask is None:
             mask = paddle.zeros([n, 1, h, w], f.dtype)
-        known = known_patch_mask(resize_nearest_tf(mask, small), self.ksize)
-        scores = matching_scores(f_s, b_s, self.ksize)
+        elif self.mask_from == 'features':
+            mask = resize(mask, (h, w))
+        known = known_patch_mask(resize(mask, small), self.ksize)
+        scores = matching_scores(f_s, b_s, self.ksize, norm=self.patch_norm)
         if self.fuse:
             scores = fuse_scores(scores, small, small, self.fuse_k)
         attention = masked_softmax(scores, known, self.softmax_scale)

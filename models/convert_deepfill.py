@@ -1,0 +1,198 @@
+"""Published DeepFill v1/v2 weights -> our parameter names (numpy only; see models/convert.py).
+
+Each function takes the {name: array} dict read from the published file(s) and returns
+``(params, config)`` for ``DeepFillV1`` / ``DeepFillV2``: params keyed like their
+``state_dict()``, config the switches under which our network computes what the source computes
+(ops.py: ``padding``, ``ca_resize``, ``ca_patch_norm``, ``ca_mask_from``; DeepFill v2's
+``ca_fuse``) plus the widths and sizes read from the tensor shapes.
+
+Source layouts (section 5 of ../shared/reference/deepfill-v1-v2.md):
+
+- daa233/generative-inpainting-pytorch (MIT): ``gen_*.pt`` holds ``coarse_generator.*`` and
+  ``fine_generator.*`` (torch OIHW, Paddle's layout too); the fine stage's conv branch is named
+  ``conv1..conv10`` (official ``xconv*``), the upsampling convs ``conv13``/``conv15``
+  (official ``conv13_upsample/..._conv``). ``dis_*.pt`` holds ``localD``/``globalD`` with the port's
+  narrower local critic (conv4 = 4*cnum) and torch Linear weights [1, F] over an NCHW flatten.
+- nipponjo/deepfillv2-pytorch: ``states_tf_*.pth`` = {'G': ..., 'D': ...} with the official
+  TensorFlow names (``conv1.conv.weight``, ``xconv1...``, ``conv13_upsample.conv.conv...``); the
+  critic ``convK.conv_sn.weight`` is a spectral-norm conv whose ``weight_u`` [out, 1] is updated
+  on every forward of the source.
+"""
+import numpy as np
+
+RGB_FLIP = [2, 1, 0]
+
+
+def _take_conv_layers(state, rename, where):
+    """{our key: array} for every ``<layer>.<param>`` key of ``state`` that ``rename`` accepts."""
+    params, unknown = {}, []
+    for key, value in state.items():
+        ours = rename(key)
+        if ours is None:
+            unknown.append(key)
+        else:
+            params[ours] = np.asarray(value, np.float32)
+    if unknown:
+        raise ValueError(f'{where}: {len(unknown)} unexpected tensors such as {unknown[0]!r}')
+    return params
+
+
+def _require(params, key, source, what):
+    if key not in params:
+        raise ValueError(f'{source}: the input has no {what}; expected {source} weights')
+    return params[key]
+
+
+# ------------------------------------------------------------------------ daa233 (DeepFill v1)
+_DAA233_UPSAMPLE = ('conv13', 'conv15', 'allconv13', 'allconv15')
+
+
+def _daa233_key(key):
+    """daa233 key -> our key, or None. ``netG.`` (its Trainer state) is optional."""
+    if key.startswith('netG.'):
+        key = key[len('netG.'):]
+    parts = key.split('.')
+    if len(parts) == 4 and parts[0] in ('coarse_generator', 'fine_generator') \
+            and parts[2] == 'conv' and parts[3] in ('weight', 'bias'):
+        stage, layer = parts[:2]
+        if stage == 'fine_generator' and layer.startswith('conv'):
+            layer = 'x' + layer  # the fine stage's conv branch: official xconv1..xconv10
+        if layer in _DAA233_UPSAMPLE:
+            layer += '_upsample.conv'
+        stage = 'coarse' if stage == 'coarse_generator' else 'refine'
+        return f'netG.{stage}.{layer}.conv.{parts[3]}'
+    critic = {'localD': 'local_critic', 'globalD': 'global_critic'}.get(parts[0])
+    if critic and len(parts) == 5 and parts[1] == 'dis_conv_module' and parts[3] == 'conv':
+        return f'netD.{critic}.{parts[2]}.conv.{parts[4]}'
+    if critic and len(parts) == 3 and parts[1] == 'linear':
+        return f'netD.{critic}.fc.{parts[2]}'
+    return None
+
+
+def _daa233(state, source):
+    params = _take_conv_layers(state, _daa233_key, source)
+    cnum = _require(params, 'netG.coarse.conv1.conv.weight', source,
+                    'coarse_generator.conv1.conv.weight').shape[0]
+    config = dict(cnum=int(cnum))
+    if any(k.startswith('netD.') for k in params):
+        # torch Linear [1, F] -> Paddle [F, 1]; both flatten NCHW, so no reordering
+        for critic in ('local_critic', 'global_critic'):
+            key = f'netD.{critic}.fc.weight'
+            params[key] = _require(params, key, source, f'{critic} linear.weight').T.copy()
+        d_cnum = int(params['netD.local_critic.conv1.conv.weight'].shape[0])
+        # F = (conv4 width) * (s/16)^2: the input sizes the dense layers were built for
+        local_c4 = params['netD.local_critic.conv4.conv.weight'].shape[0]
+        side = lambda key, c: int(round(16 * np.sqrt(params[key].shape[0] / c)))  # noqa: E731
+        config.update(d_cnum=d_cnum, d_local_conv4_mult=int(local_c4 // d_cnum),
+                      bbox_size=side('netD.local_critic.fc.weight', local_c4),
+                      image_size=side('netD.global_critic.fc.weight', 4 * d_cnum))
+    return params, config
+
+
+def convert_daa233_v1(state):
+    """daa233's PyTorch DeepFill v1 (gen_*.pt, optionally with dis_*.pt), run as the port runs.
+
+    Download: https://github.com/daa233/generative-inpainting-pytorch (README: "Trained PyTorch
+    model", Google Drive / Baidu; ImageNet, 430k iterations)
+
+    The port's ops: symmetric padding, torch nearest resizes in contextual attention and the
+    escape-NaN term added per element; RGB input in [-1, 1]. Its converted official model
+    (``torch_model.p``, keys prefixed ``netG.``) converts here too and then gives exactly what
+    the port's test_tf_model.py computes; ``daa233_v1_tf`` runs it as the official graph instead.
+    """
+    params, config = _daa233(state, 'daa233_v1')
+    config.update(padding='symmetric', ca_resize='torch', ca_patch_norm='eps_sum')
+    return params, config
+
+
+def bgr_to_rgb(params, inputs, outputs):
+    """Makes BGR-trained weights take and give RGB: flips input channels 0-2 of the ``inputs``
+    convs and the 3 output channels (weight and bias) of the ``outputs`` convs, in place."""
+    for key in inputs:
+        w = params[key].copy()
+        w[:, :3] = w[:, RGB_FLIP]
+        params[key] = w
+    for key in outputs:
+        for suffix in ('weight', 'bias'):
+            params[f'{key}.{suffix}'] = params[f'{key}.{suffix}'][RGB_FLIP].copy()
+    return params
+
+
+V1_RGB_INPUTS = ['netG.coarse.conv1.conv.weight', 'netG.refine.xconv1.conv.weight',
+                 'netG.refine.pmconv1.conv.weight']
+V1_RGB_OUTPUTS = ['netG.coarse.conv17.conv', 'netG.refine.allconv17.conv']
+
+
+def convert_daa233_v1_tf(state):
+    """The official DeepFill v1 weights in daa233's layout (``torch_model.p``), run as the
+    official TensorFlow graph: TF 'SAME' padding, align-corners resizes, BGR weights flipped so
+    our RGB pipeline feeds them what they were trained on.
+
+    Download: https://github.com/daa233/generative-inpainting-pytorch (README: "Converted TF
+    model", Google Drive); official weights: CC BY-NC 4.0
+
+    Assumes the port's converter copied the TF kernels without reordering colour channels (its
+    test script feeds RGB to them unchanged); ``daa233_v1`` reproduces that script instead.
+    """
+    params, config = _daa233(state, 'daa233_v1_tf')
+    critics = [f'netD.{c}.conv1.conv.weight' for c in ('local_critic', 'global_critic')]
+    return bgr_to_rgb(params, V1_RGB_INPUTS + [k for k in critics if k in params],
+                      V1_RGB_OUTPUTS), config
+
+
+# ---------------------------------------------------------------------- nipponjo (DeepFill v2)
+def spectral_state(weight, u, eps=1e-12):
+    """One power iteration from the source's ``u``, as the source runs on its next forward.
+
+    Returns (u, v) for our spectral-norm layer: its eval forward then divides by the same sigma
+    = u^T W v as the source's forward, and training continues the iteration from there.
+    """
+    w = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    v = w.T @ u.reshape(-1).astype(np.float64)
+    v /= max(np.linalg.norm(v), eps)
+    u = w @ v
+    u /= max(np.linalg.norm(u), eps)
+    return u.astype(np.float32), v.astype(np.float32)
+
+
+def _nipponjo_key(key):
+    if key.startswith('D.'):
+        layer, _, rest = key[2:].partition('.')
+        name = {'conv_sn.weight': 'weight_orig', 'conv_sn.bias': 'bias',
+                'conv_sn.weight_u': 'weight_u'}.get(rest)
+        return None if name is None else f'netD.{layer}.conv.{name}'
+    if key.startswith('G.'):
+        key = key[2:]  # (a generator state dict saved on its own has no prefix)
+    if not key.endswith(('.conv.weight', '.conv.bias')):
+        return None
+    stage = 'coarse' if key.startswith('conv') else 'refine'  # xconv*, pmconv*, allconv*
+    return f'netG.{stage}.{key}'
+
+
+def convert_nipponjo_v2(state):
+    """nipponjo's conversion of the official DeepFill v2 weights (states_tf_places2.pth,
+    states_tf_celebahq.pth; its networks_tf.py), optionally with a critic under 'D'.
+
+    Download: https://github.com/nipponjo/deepfillv2-pytorch (README: "Download converted
+    weights", Google Drive; or its download_files.py); official weights: CC BY-NC 4.0
+
+    Its networks_tf.py reproduces TF 'SAME' padding and align-corners resizes (our defaults), but
+    runs contextual attention without the fuse step and resizes the mask to the matching
+    resolution in one step; the config records both. RGB input in [-1, 1], as its test.py feeds
+    it (no colour flip). Optimizer states in training files ('G_optim', 'D_optim') are skipped.
+    """
+    params = _take_conv_layers(
+        {k: v for k, v in state.items() if not k.startswith(('G_optim.', 'D_optim.'))},
+        _nipponjo_key, 'nipponjo_v2')
+    conv1 = _require(params, 'netG.coarse.conv1.conv.weight', 'nipponjo_v2', 'conv1.conv.weight')
+    config = dict(cnum=int(conv1.shape[0]), guided=bool(conv1.shape[1] == 6), ca_fuse=False,
+                  ca_mask_from='image')
+    layers = sorted({k.split('.')[1] for k in params if k.startswith('netD.')})
+    for layer in layers:
+        key = f'netD.{layer}.conv'
+        weight = _require(params, f'{key}.weight_orig', 'nipponjo_v2', f'D.{layer} weight')
+        u = _require(params, f'{key}.weight_u', 'nipponjo_v2', f'D.{layer}.conv_sn.weight_u')
+        params[f'{key}.weight_u'], params[f'{key}.weight_v'] = spectral_state(weight, u)
+    if layers:
+        config['d_cnum'] = int(params['netD.conv1.conv.weight_orig'].shape[0])
+    return params, config

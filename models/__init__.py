@@ -5,11 +5,12 @@ tests), ``forward(image, mask) -> dict``, ``g_loss(batch, out)``, ``d_loss(batch
 sub-layers ``netG`` / ``netD``; train.py and test.py only ever talk to that interface.
 """
 from models import runtime  # noqa: F401  (sets the CPU math-library switch before paddle loads)
+from models.aotgan import AOTGAN
 from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2
 from models.pconv import PConv
 
-MODELS = {'deepfill_v1': DeepFillV1, 'deepfill_v2': DeepFillV2, 'pconv': PConv}
+MODELS = {'aotgan': AOTGAN, 'deepfill_v1': DeepFillV1, 'deepfill_v2': DeepFillV2, 'pconv': PConv}
 
 
 def build(name, cfg):

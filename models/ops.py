@@ -81,6 +81,34 @@ def upsample_nearest2x(x):
     return x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
 
 
+def _linear_resize_axis(x, size, axis):
+    """Linear resampling of one axis of x with aligned corners (torch's rule, float32)."""
+    n = x.shape[axis]  # an int in dygraph, a shape Value under paddle.jit.to_static
+    if isinstance(n, int) and isinstance(size, int):
+        scale = (n - 1) / (size - 1) if size > 1 else 0.0
+    else:
+        scale = (n - 1).astype('float32') / (size - 1).astype('float32')
+    src = paddle.arange(size, dtype='float32') * scale  # source coordinate of each output
+    i0 = paddle.floor(src)
+    frac = (src - i0).reshape([-1 if d == axis else 1 for d in range(4)])
+    i0 = i0.astype('int64')
+    i1 = i0 + (i0 < n - 1).astype('int64')
+    x0 = paddle.index_select(x, i0, axis=axis)
+    return x0 + (paddle.index_select(x, i1, axis=axis) - x0) * frac
+
+
+def resize_bilinear_align_corners(x, size):
+    """Bilinear resize with ``align_corners=True``, [N,C,H,W] -> [N,C,size[0],size[1]].
+
+    Output pixel i samples the input at ``i * (H-1) / (size-1)``, so corners map to corners
+    (AOT-GAN's decoder upsamples x2 this way). Built from gathers and a blend instead of
+    ``F.interpolate``, whose ``scale`` attribute breaks the oneDNN predictor and paddle2onnx
+    (paddle-platform.md, section 2); it also traces with dynamic H, W under to_static. Matches
+    ``F.interpolate(mode='bilinear', align_corners=True)`` to float32 rounding.
+    """
+    return _linear_resize_axis(_linear_resize_axis(x, size[1], 3), size[0], 2)
+
+
 class GatedConv2D(nn.Layer):
     """Gated convolution (DeepFill v2, Sec. 3.1), as the official ``gen_conv`` builds it.
 

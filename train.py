@@ -5,6 +5,9 @@
     python train.py --run_name deepfill_v1_places2 --resume          # continue exactly
     python train.py --max_iters 2 --image_size 64 --bbox_size 32 --max_delta 8 --cnum 8 \
         --d_cnum 8 --batch_size 2 --run_name smoke --overwrite        # tiny CPU smoke run
+    python -m paddle.distributed.launch --gpus 0,1,2,3 train.py \
+        --config configs/deepfill_v1_places2.yaml --data /data/places2/train.flist --amp
+    python -m paddle.distributed.launch --nproc_per_node 2 train.py --threads 1  # 2 CPU ranks
 
 Config precedence: RUN_DEFAULTS below < the model's DEFAULTS (paper values) < the YAML given by
 --config (default: configs/<model>_quickstart.yaml) < --key value on the command line. Unknown
@@ -15,9 +18,17 @@ Schedule (official DeepFill v1): per iteration, ``d_steps`` critic steps, each o
 and mask with the generator's output detached, then one generator step with the critics frozen.
 All randomness (data order, crops, masks, gradient-penalty mixing) is a function of the seed and
 the number of batches drawn, so ``--resume`` continues exactly where a checkpoint left off.
+
+Data parallelism (``paddle.distributed.launch``): ``batch_size`` stays the global batch; rank r
+trains on rows [r*b, (r+1)*b) of every batch (b = batch_size / ranks), drawn with the same
+seeds as in one process, and paddle.DataParallel averages the gradients, so N ranks train what
+one process would on the whole batch. Rank 0 alone logs, evaluates and writes checkpoints, which
+are the same files a single process writes (either kind resumes the other).
 """
 import argparse
+import contextlib
 import difflib
+import functools
 import json
 import math
 import os
@@ -35,6 +46,7 @@ from models.checkpoint import (link_or_copy, load_model_state, load_optimizer_st
                                read_checkpoint, save_checkpoint)
 
 import paddle  # noqa: E402  (after models: runtime sets the CPU switches first)
+import paddle.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from data import (ImageDataset, InfiniteSampler, collate, mask_for_index,  # noqa: E402
@@ -65,7 +77,10 @@ RUN_DEFAULTS = dict(
     keep_ckpts=5,            # iteration checkpoints kept (latest.safetensors always)
     num_workers=2,           # DataLoader worker processes (0: load in the main process)
     device='auto',           # auto, cpu, gpu, gpu:N
-    threads=None,            # CPU math threads (default: all cores)
+    threads=None,            # CPU math threads per process (default: all cores; 1 per rank
+                             # under paddle.distributed.launch, which sets OMP_NUM_THREADS=1)
+    amp=False,               # GPU mixed precision: generator in amp_dtype, critic loss in float32
+    amp_dtype='float16',     # 'float16' (dynamic loss scaling) or 'bfloat16' (no scaling)
 )
 
 
@@ -178,7 +193,7 @@ def open_run(args, overrides):
         if path is None:
             path = run_folder(resolve_config(args, overrides)) / 'latest.safetensors'
         tensors, state = read_checkpoint(path)
-        cfg = dict(state['config'])
+        cfg = {**RUN_DEFAULTS, **state['config']}  # run keys added since the checkpoint: defaults
         for key, value in overrides.items():
             cfg[key] = check_key(cfg, key, value, 'command line')
         return cfg, Path(path).parent, (tensors, state, path)
@@ -202,10 +217,12 @@ class Logger:
     """One `key value` line per interval to stdout (above the progress bar) and log.txt."""
 
     def __init__(self, run_dir, writer):
-        self.file = open(run_dir / 'log.txt', 'a', buffering=1)
+        self.file = open(run_dir / 'log.txt', 'a', buffering=1) if run_dir else None
         self.writer = writer
 
     def line(self, text):
+        if self.file is None:  # ranks other than 0 stay quiet
+            return
         tqdm.write(text)
         self.file.write(text + '\n')
 
@@ -240,7 +257,13 @@ def main(argv=None):
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
     cfg, run_dir, resume = open_run(args, overrides)
+    world, rank = dist.get_world_size(), dist.get_rank()  # from the launcher's environment
+    check_parallel(cfg, world)
     device = runtime.setup(cfg['device'], cfg['threads'])
+    amp = amp_dtype(cfg, device)
+    if world > 1:
+        dist.init_parallel_env()
+    lead = rank == 0  # logs, evaluates and writes checkpoints; every rank trains
     seed = cfg['seed']
     paddle.seed(seed)
     np.random.seed(seed)
@@ -249,19 +272,23 @@ def main(argv=None):
     dataset = ImageDataset(cfg['data'], cfg['image_size'], train=True,
                            random_crop=cfg['random_crop'], flip=cfg['flip'])
     masks = masks_from_config(cfg)
-    val = make_validation(cfg, masks) if cfg['val_count'] > 0 else None
-    if args.overwrite and not resume:
-        clear_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / 'samples').mkdir(exist_ok=True)
-    with open(run_dir / 'config.yaml', 'w') as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    log = Logger(run_dir, make_writer(run_dir))
-    log.line(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} run {cfg["run_name"]} on {device} '
+    val = make_validation(cfg, masks) if cfg['val_count'] > 0 and lead else None
+    if lead:
+        if args.overwrite and not resume:
+            clear_run(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'samples').mkdir(exist_ok=True)
+        with open(run_dir / 'config.yaml', 'w') as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+    log = Logger(run_dir, make_writer(run_dir)) if lead else Logger(None, None)
+    ranks = f' x {world} ranks' if world > 1 else ''
+    log.line(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} run {cfg["run_name"]} on {device}{ranks} '
              f'(paddle {paddle.__version__}); config: {json.dumps(cfg)}')
     state = resume[1] if resume else {}
     batches = state.get('batches', 0)
-    sampler = InfiniteSampler(len(dataset), cfg['batch_size'], seed, start_batch=batches)
+    sampler = InfiniteSampler(len(dataset), cfg['batch_size'], seed, start_batch=batches,
+                              rank=rank, world_size=world)
+    shard = sampler.positions  # this rank's rows of each global batch
     loader = iter(paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                                        num_workers=cfg['num_workers'],
                                        worker_init_fn=ignore_sigint))
@@ -272,7 +299,8 @@ def main(argv=None):
         data = next(loader)
         skipped.update(data['skipped'])
         rng = np.random.RandomState([seed, batches])
-        mask, bbox = masks(rng, data['image'].shape[0])
+        mask, bbox = masks(rng, cfg['batch_size'])  # the global batch's: the same on every rank
+        mask, bbox = mask[shard.start:shard.stop], bbox[shard.start:shard.stop]
         paddle.seed(int(rng.randint(2 ** 31)))  # gradient-penalty mixing weights
         batches += 1
         extra = guidance(cfg, data['image'])  # e.g. DeepFill v2's sketch channel
@@ -284,47 +312,68 @@ def main(argv=None):
         model = build(cfg['model'], cfg)
         optimizers = model.make_optimizers()
     opt_g, opt_d = optimizers['optG'], optimizers.get('optD')
+    scaler = paddle.amp.GradScaler() if amp == 'float16' else None
     it = 0
     if resume:
         tensors, state, path = resume
         load_model_state(model, tensors, path)
         for name, opt in optimizers.items():
             load_optimizer_state(opt, model, name, tensors, state)
+        if scaler is not None and state.get('loss_scaler'):
+            scaler.load_state_dict(state['loss_scaler'])
         it = state['iteration']
         log.line(f'# resumed from {path} at iteration {it}')
     else:
         model.prepare_data(dataset)
+    losses = loss_functions(model, amp)  # data-parallel wrappers when launched on several ranks
 
     def save(it):
+        """Every rank checks that the replicas agree; rank 0 writes the checkpoint."""
+        drift = rank_drift(model) if world > 1 else None
+        if not lead:
+            return None
         path = run_dir / f'iter_{it:07d}.safetensors'
+        extra = {'loss_scaler': scaler_state(scaler)} if scaler is not None else {}
         save_checkpoint(path, model, optimizers, dict(model=cfg['model'], config=cfg,
-                                                       iteration=it, batches=batches))
+                                                       iteration=it, batches=batches, **extra))
         link_or_copy(path, run_dir / 'latest.safetensors')
         old = sorted(run_dir.glob('iter_*.safetensors'))[:-cfg['keep_ckpts']]
         for p in old if cfg['keep_ckpts'] > 0 else []:
             p.unlink()
+        if drift is not None:
+            log.line(f'# checkpoint {path.name}: max |weight - rank 0 weight| over {world} '
+                     f'ranks {drift:.3g}')
         return path
 
     stop = []
 
-    def on_interrupt(signum, frame):  # first Ctrl-C: finish the iteration, save, exit
-        if stop:
+    def on_signal(signum, frame):  # Ctrl-C or the launcher's SIGTERM: finish, save, exit
+        if stop and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not stop:
+            tqdm.write('interrupted: saving a checkpoint after this iteration (Ctrl-C again to '
+                       'abort)')
         stop.append(signum)
-        tqdm.write('interrupted: saving a checkpoint after this iteration (Ctrl-C again to abort)')
 
-    signal.signal(signal.SIGINT, on_interrupt)
-    if it == 0:
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if it == 0 and lead:
         evaluate(model, val, it, log, run_dir)
     sums, count, t0 = {}, 0, time.time()
-    bar = tqdm(total=cfg['max_iters'], initial=it, unit='it', mininterval=2, dynamic_ncols=True)
+    bar = tqdm(total=cfg['max_iters'], initial=it, unit='it', mininterval=2, dynamic_ncols=True,
+               disable=not lead)
     model.train()
-    while it < cfg['max_iters'] and not stop:
+    halted = False
+    while it < cfg['max_iters']:
+        halted = any_rank(stop)  # the ranks stop after the same iteration
+        if halted:
+            break
         d_steps, g_step = model.schedule(it)
-        logs = train_step(model, opt_g, opt_d, next_batch, d_steps, it, run_dir, g_step)
+        logs = train_step(model, opt_g, opt_d, next_batch, d_steps, it, run_dir, g_step, losses,
+                          scaler)
         it += 1
         bar.update(1)
-        for k, v in logs.items():
+        for k, v in logs.items():  # already averaged over the ranks
             sums[k] = sums.get(k, 0.0) + float(v)
         count += 1
         if it % cfg['log_interval'] == 0 or it == cfg['max_iters']:
@@ -332,23 +381,30 @@ def main(argv=None):
             log.scalars(it, {**{k: v / count for k, v in sums.items()},
                              'lr': cfg['lr'], 'dt': dt})
             sums, count, t0 = {}, 0, time.time()
-        if it % cfg['eval_interval'] == 0 or it == cfg['max_iters']:
+        if (it % cfg['eval_interval'] == 0 or it == cfg['max_iters']) and lead:
             evaluate(model, val, it, log, run_dir)
         if it % cfg['ckpt_interval'] == 0 or it == cfg['max_iters']:
             path = save(it)
     bar.close()
-    if stop:
+    halted = halted or any_rank(stop)
+    if halted:
         path = save(it)
+    if world > 1:  # unreadable files met by any rank
+        found = []
+        dist.all_gather_object(found, sorted(skipped))
+        skipped = set().union(*map(set, found))
     if skipped:
         log.line(f'# skipped {len(skipped)} unreadable image files, e.g. {sorted(skipped)[0]}')
-    if stop:
+    if halted:
+        launcher = 'python -m paddle.distributed.launch ... ' if world > 1 else 'python '
         log.line(f'# interrupted at iteration {it}; saved {path}; continue with '
-                 f'python train.py --resume {path}')
+                 f'{launcher}train.py --resume {path}')
     else:
         log.line(f'# done: {it} iterations; checkpoint {run_dir / "latest.safetensors"}')
     return 0
 
 
+# ----------------------------------------------------------------------------- one iteration
 def conditions(batch):
     """Optional generator inputs present in a batch (a guided model's sketch), by keyword."""
     return {k: batch[k] for k in ('sketch',) if batch.get(k) is not None}
@@ -360,39 +416,184 @@ def set_trainable(layer, flag):
         p.stop_gradient = not flag
 
 
-def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.', g_step=True):
+def autocast(amp):
+    """paddle.amp.auto_cast at O1 (convs and matmuls in ``amp``, weights float32) or nothing."""
+    return paddle.amp.auto_cast(dtype=amp) if amp else contextlib.nullcontext()
+
+
+def as_float32(out):
+    """A model's outputs with float16/bfloat16 tensors cast back to float32."""
+    return {k: v.astype('float32') if v.dtype in (paddle.float16, paddle.bfloat16) else v
+            for k, v in out.items()}
+
+
+def critic_loss(model, amp, batch):
+    """The critic loss on a batch. The generator runs without gradients (under autocast with
+    --amp); the critic loss, gradient penalty included, stays float32: the penalty differentiates
+    the critic twice, and in float16 its unscaled inner gradient can underflow."""
+    with paddle.no_grad(), autocast(amp):
+        out = model(batch['image'], batch['mask'], **conditions(batch))
+    return model.d_loss(batch, as_float32(out))
+
+
+def generator_loss(model, amp, batch):
+    """The generator loss on a batch; forward and loss under autocast with --amp."""
+    with autocast(amp):
+        out = model(batch['image'], batch['mask'], **conditions(batch))
+        loss, logs = model.g_loss(batch, out)
+    return loss.astype('float32') if amp else loss, logs
+
+
+class ParallelLoss(paddle.nn.Layer):
+    """A loss as the forward of a layer that holds only ``net``, the network the loss trains.
+
+    Wrapped in paddle.DataParallel, it all-reduces (averages) ``net``'s gradients during each
+    backward of that loss and touches nothing else: in a critic step the generator runs without
+    gradients, in a generator step the critic is frozen. The model itself stays unwrapped, so
+    its parameter names, and with them the checkpoint keys, are those of a single process.
+    """
+
+    def __init__(self, net, loss_fn):
+        super().__init__()
+        self.net = net  # registered: DataParallel syncs (and at start broadcasts) these
+        self.loss_fn = loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(batch)
+
+
+def data_parallel(net, loss_fn):
+    """paddle.DataParallel over ``ParallelLoss(net, loss_fn)``. ``find_unused_parameters``: a
+    layer the loss never reaches (the refinement network while pretraining the coarse one) is
+    marked ready instead of holding back the gradient all-reduce."""
+    return paddle.DataParallel(ParallelLoss(net, loss_fn), find_unused_parameters=True)
+
+
+def loss_functions(model, amp=None):
+    """(critic, generator): callables batch -> (loss, logs) for ``train_step``; in a
+    data-parallel run (``dist.init_parallel_env`` done, several ranks) through ``data_parallel``.
+    """
+    critic = functools.partial(critic_loss, model, amp)
+    generator = functools.partial(generator_loss, model, amp)
+    if not parallel():
+        return critic, generator
+    return (data_parallel(model.netD, critic) if model.netD is not None else critic,
+            data_parallel(model.netG, generator))
+
+
+def train_step(model, opt_g, opt_d, next_batch, d_steps, it=0, run_dir='.', g_step=True,
+               losses=None, scaler=None):
     """One iteration: ``d_steps`` critic steps on fresh batches, then one generator step
     (skipped when ``g_step`` is False: GLCIC's critic-only phase).
 
     The critic sees detached fakes (``d_loss`` detaches), so it never writes netG grads; during
-    the generator step the critics are frozen, so they collect no grads either. Returns the
-    detached logs of the last critic step and of the generator step.
+    the generator step the critics are frozen, so they collect no grads either. ``losses`` comes
+    from ``loss_functions`` (default: single process, float32); ``scaler`` is the generator's
+    paddle.amp.GradScaler under float16 --amp. Returns the detached logs of the last critic step
+    and of the generator step, averaged over the ranks.
     """
+    critic, generator = losses or loss_functions(model)
     logs = {}
     for _ in range(d_steps):
-        batch = next_batch()
-        with paddle.no_grad():
-            out = model(batch['image'], batch['mask'], **conditions(batch))
-        loss_d, logs_d = model.d_loss(batch, out)
-        check_finite(loss_d, 'd', it, run_dir)
+        loss_d, logs_d = critic(next_batch())
+        logs.update(checked_logs(loss_d, logs_d, 'd', it, run_dir))
         opt_d.clear_grad()
         loss_d.backward()
         opt_d.step()
-        logs.update(logs_d)
     if not g_step:
         return logs
     batch = next_batch()
-    out = model(batch['image'], batch['mask'], **conditions(batch))
     if opt_d is not None:
         set_trainable(model.netD, False)
-    loss_g, logs_g = model.g_loss(batch, out)
-    check_finite(loss_g, 'g', it, run_dir)
+    loss_g, logs_g = generator(batch)
+    logs.update(checked_logs(loss_g, logs_g, 'g', it, run_dir))
     opt_g.clear_grad()
-    loss_g.backward()
-    opt_g.step()
+    if scaler is None:
+        loss_g.backward()
+        opt_g.step()
+    else:  # dynamic loss scaling: the step is skipped (and the scale halved) on inf/NaN grads
+        scaler.scale(loss_g).backward()
+        scaler.step(opt_g)
+        scaler.update()
     if opt_d is not None:
         set_trainable(model.netD, True)
-    return {**logs, **logs_g}
+    return logs
+
+
+# ----------------------------------------------------------------------------- parallel, AMP
+def parallel():
+    """Whether this process is one of several data-parallel ranks."""
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+def check_parallel(cfg, world):
+    """Settings a run on ``world`` ranks cannot take; one-line errors before any rank starts."""
+    if cfg['batch_size'] % world:
+        raise ValueError(f"batch_size: {cfg['batch_size']} (the global batch) does not split "
+                         f"evenly over {world} ranks")
+    if world > 1 and str(cfg['device']).startswith('gpu:'):
+        raise ValueError(f"device: '{cfg['device']}' names one GPU for all {world} ranks; pass "
+                         "--device gpu (each rank takes the GPU the launcher gives it)")
+
+
+def amp_dtype(cfg, device):
+    """The autocast dtype of --amp, or None; refused where ``device`` cannot train with it."""
+    dtype = cfg['amp_dtype']
+    if dtype not in ('float16', 'bfloat16'):
+        raise ValueError(f"amp_dtype: expected 'float16' or 'bfloat16', got {dtype!r}")
+    if not cfg['amp']:
+        return None
+    if not device.startswith('gpu'):
+        raise ValueError(f'amp: mixed precision needs a GPU, this run is on {device} '
+                         '(drop --amp, or install paddlepaddle-gpu)')
+    supported = (paddle.amp.is_float16_supported if dtype == 'float16'
+                 else paddle.amp.is_bfloat16_supported)
+    if not supported():
+        raise ValueError(f'amp_dtype: this GPU cannot train in {dtype} (bfloat16 needs compute '
+                         'capability 8.0 or newer); pass --amp_dtype float16')
+    return dtype
+
+
+def scaler_state(scaler):
+    """A GradScaler's state as JSON (the checkpoint header)."""
+    return {k: v.tolist() if hasattr(v, 'tolist') else v for k, v in scaler.state_dict().items()}
+
+
+def mean_over_ranks(values):
+    """Scalar tensors averaged over the ranks with one all_reduce; as given in one process."""
+    if not parallel():
+        return values
+    stacked = paddle.stack([v.astype('float32').reshape([]) for v in values])
+    dist.all_reduce(stacked)
+    return list((stacked / dist.get_world_size()).unbind())
+
+
+def checked_logs(loss, logs, name, it, run_dir):
+    """The step's logs averaged over the ranks; a non-finite loss stops all ranks at once."""
+    values = mean_over_ranks([loss.detach(), *logs.values()])
+    check_finite(values[0], name, it, run_dir)
+    return dict(zip(logs, values[1:]))
+
+
+def any_rank(flags):
+    """Whether ``flags`` is non-empty on any rank (signals reach ranks at different moments)."""
+    if not parallel():
+        return bool(flags)
+    flag = paddle.to_tensor([int(bool(flags))])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def rank_drift(model):
+    """max |tensor - rank 0's tensor| over the model's float state and all ranks; data
+    parallelism keeps the replicas bit-identical, so anything but 0 means they diverged."""
+    flat = paddle.concat([v.detach().astype('float32').reshape([-1])
+                          for v in model.state_dict().values() if paddle.is_floating_point(v)])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    drift = (flat - reference).abs().max()
+    dist.all_reduce(drift, op=dist.ReduceOp.MAX)
+    return float(drift)
 
 
 def ignore_sigint(worker_id):

@@ -262,14 +262,23 @@ class InfiniteSampler:
     `InfiniteSampler(..., start_batch=k)` yields exactly what an uninterrupted sampler yields
     from batch k on. `.batch` counts batches yielded (including start_batch); a DataLoader
     prefetches, so resume from the training loop's own iteration count, not from `.batch`.
+
+    Data parallelism: `batch_size` is the global batch; rank r of `world_size` gets positions
+    [r * b, (r + 1) * b) of each global batch, b = batch_size / world_size, with the items and
+    item seeds a single sampler gives there, so the ranks' shards concatenate to its batch.
     """
 
-    def __init__(self, num_items, batch_size, seed, start_batch=0):
+    def __init__(self, num_items, batch_size, seed, start_batch=0, rank=0, world_size=1):
         if num_items < 1 or batch_size < 1 or start_batch < 0 or seed < 0:
             raise ValueError(f"InfiniteSampler: need num_items, batch_size >= 1 and seed, "
                              f"start_batch >= 0; got {num_items}, {batch_size}, {seed}, "
                              f"{start_batch}")
+        if not 0 <= rank < world_size or batch_size % world_size:
+            raise ValueError(f"InfiniteSampler: batch_size {batch_size} must split evenly over "
+                             f"world_size {world_size} ranks (rank {rank})")
         self.num_items, self.batch_size, self.seed = int(num_items), int(batch_size), int(seed)
+        share = self.batch_size // int(world_size)
+        self.positions = range(int(rank) * share, (int(rank) + 1) * share)
         self.batch = int(start_batch)
         self._epoch, self._perm = None, None
 
@@ -288,7 +297,7 @@ class InfiniteSampler:
         while True:
             first = self.batch * self.batch_size
             out = [(self._index(first + pos), self.item_seed(self.batch, pos))
-                   for pos in range(self.batch_size)]
+                   for pos in self.positions]
             self.batch += 1
             yield out
 

@@ -1,6 +1,7 @@
 """Loss terms as small pure functions. Images are [N, C, H, W] in [-1, 1]; masks 1 = hole."""
 import numpy as np
 import paddle
+import paddle.distributed as dist
 
 
 def spatial_discount_mask(height, width, gamma):
@@ -40,9 +41,15 @@ def wgan_g(fake_score):
 
 
 def random_interpolates(real, fake, alpha=None):
-    """``real + alpha * (fake - real)`` with one alpha ~ U[0, 1) per sample (or the given one)."""
+    """``real + alpha * (fake - real)`` with one alpha ~ U[0, 1) per sample (or the given one).
+
+    Data-parallel ranks (rank r holds rows [r*n, (r+1)*n) of each global batch) draw the alphas
+    of the whole global batch from their shared seed and keep their own rows, so splitting a
+    batch over ranks does not change the penalty.
+    """
     if alpha is None:
-        alpha = paddle.rand([real.shape[0], 1, 1, 1], dtype=real.dtype)
+        n, rank, world = real.shape[0], dist.get_rank(), dist.get_world_size()
+        alpha = paddle.rand([world * n, 1, 1, 1], dtype=real.dtype)[rank * n:(rank + 1) * n]
     return real + alpha * (fake - real)
 
 

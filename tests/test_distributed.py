@@ -184,12 +184,9 @@ def test_single_process_helpers_are_identities():
 def test_two_ranks_train_what_one_process_trains(photos, tmp_path):
     """A 2-rank run (global batch 4 = 2 x 2) against one process on the same 4-image batches:
     critic steps, generator steps, logs and checkpoints; then a 2-rank resume of the
-    single-process checkpoint. ``gp_lambda 0``: the penalty still runs its double backward
-    through DataParallel, but its random mixing weights are drawn per rank (paddle.rand in
-    models/losses.py), so its value differs; the penalty itself is compared with fixed weights
-    in test_gradient_penalty_through_data_parallel."""
-    args = ['--data', photos, '--val_data', photos, '--checkpoints_dir', tmp_path, *TINY_ARGS,
-            '--gp_lambda', '0']
+    single-process checkpoint. The gradient penalty is on (its double backward runs through
+    DataParallel, and every rank draws the global batch's mixing weights and keeps its rows)."""
+    args = ['--data', photos, '--val_data', photos, '--checkpoints_dir', tmp_path, *TINY_ARGS]
     run_single([*args, '--run_name', 'single', '--max_iters', 3, '--threads', 1])
     out = launch(['train.py', *args, '--run_name', 'ddp', '--max_iters', 2], tmp_path / 'l1')
     single, ddp = tmp_path / 'single', tmp_path / 'ddp'
@@ -205,7 +202,7 @@ def test_two_ranks_train_what_one_process_trains(photos, tmp_path):
     assert sorted(rows_ddp) == [1, 2]  # rank 0 logs, once per iteration
     for it in (1, 2):
         for key, value in rows_ddp[it].items():
-            if key not in ('dt', 'd_gp'):  # d_gp: per-rank mixing weights (see docstring)
+            if key != 'dt':
                 assert value == pytest.approx(rows_single[it][key], rel=1e-3, abs=1e-4), key
     assert 'skipped 1 unreadable image files' in log
     assert 'Traceback' not in out

@@ -379,7 +379,7 @@ def main(argv=None):
         if it % cfg['log_interval'] == 0 or it == cfg['max_iters']:
             dt = (time.time() - t0) / count
             log.scalars(it, {**{k: v / count for k, v in sums.items()},
-                             'lr': cfg['lr'], 'dt': dt})
+                             'lr': opt_g.get_lr(), 'dt': dt})
             sums, count, t0 = {}, 0, time.time()
         if (it % cfg['eval_interval'] == 0 or it == cfg['max_iters']) and lead:
             evaluate(model, val, it, log, run_dir)

@@ -40,16 +40,17 @@ def check_inputs(image, mask, multiple):
         raise ValueError(f'mask: expected [N, 1, H, W] matching image {list(image.shape)}, '
                          f'got {list(mask.shape)}')
     h, w = image.shape[2:]
-    if h % multiple or w % multiple:
+    if (h > 0 and h % multiple) or (w > 0 and w % multiple):  # -1: a dynamic size (export)
         raise ValueError(f'image: height and width must be multiples of {multiple}, got {h}x{w} '
                          '(pad or crop it; test.py and the Inpainter pad for you)')
 
 
 def count_parameters(layer):
-    """Trainable + frozen parameters of a layer (buffers such as BN statistics excluded)."""
+    """Trainable parameters of a layer, as the papers count them (Paddle keeps BatchNorm's
+    running statistics as parameters with stop_gradient set: those are excluded)."""
     if layer is None:
         return 0
-    return sum(int(p.numel()) for p in layer.parameters())
+    return sum(int(p.numel()) for p in layer.parameters() if not p.stop_gradient)
 
 
 class InpaintModel(nn.Layer):
@@ -71,6 +72,7 @@ class InpaintModel(nn.Layer):
         """Whether train.py runs critic steps (False for models without one)."""
         return self.netD is not None
 
+    @paddle.jit.not_to_static  # plain Python checks of static sizes, also while exporting
     def check_inputs(self, image, mask):
         check_inputs(image, mask, self.SIZE_MULTIPLE)
         return mask.expand([image.shape[0]] + mask.shape[1:])

@@ -18,10 +18,11 @@ garbage:
   then checks what it iterates), or skipped with ``state.ignore(prefix, ...)``.
 
 Input files: torch ``.pth``/``.pt`` (zip or legacy, read by ``models.torchfile``), pickled
-``.pdparams``, ``.safetensors`` or ``.npz``. Nested dicts are flattened with dots
-({'G': {'conv1.conv.weight': ...}} -> 'G.conv1.conv.weight'); a file that wraps everything in one
-of torchfile's usual entries ('state_dict', 'model', ...) is unwrapped first, as
-``torchfile.state_dict`` does. Several files (a generator and a critic file) are merged.
+``.pdparams``, ``.safetensors``, ``.npz`` or a TensorFlow checkpoint (its folder, prefix or
+``.index`` file; read by ``models.tfcheckpoint``, without TensorFlow). Nested dicts are flattened
+with dots ({'G': {'conv1.conv.weight': ...}} -> 'G.conv1.conv.weight'); a file that wraps
+everything in one of torchfile's usual entries ('state_dict', 'model', ...) is unwrapped first,
+as ``torchfile.state_dict`` does. Several files (a generator and a critic file) are merged.
 """
 import hashlib
 import re
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from models import MODELS, torchfile
+from models import MODELS, tfcheckpoint, torchfile
 from models.checkpoint import save_checkpoint
 
 WRAPPERS = ('state_dict', 'model', 'netG', 'generator', 'params')
@@ -114,6 +115,8 @@ def _flatten(obj, prefix=''):
 def read_weights(path):
     """{dotted name: numpy array} from one weights file (see the module docstring)."""
     path = Path(path)
+    if tfcheckpoint.is_checkpoint(path):
+        return tfcheckpoint.read(path)
     if not path.is_file():
         raise FileNotFoundError(f'--input: {path} does not exist')
     if path.suffix == '.safetensors':
@@ -189,6 +192,14 @@ def convert(source, state, overrides=None):
     return model, {'config': dict(model.cfg), 'switches': config, 'initialised': initialised}
 
 
+def source_files(path):
+    """The files an input consists of (a TF checkpoint: its .index and .data-* files)."""
+    if tfcheckpoint.is_checkpoint(path):
+        prefix = tfcheckpoint.resolve_prefix(path)
+        return [Path(f'{prefix}.index')] + sorted(prefix.parent.glob(prefix.name + '.data-*'))
+    return [Path(path)]
+
+
 def sha256(path):
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -208,8 +219,9 @@ def convert_files(source, inputs, output, overrides=None):
                          'run code when loaded)')
     find_source(source)  # an unknown source fails before any file is read
     model, info = convert(source, read_inputs(inputs), overrides)
-    info['source'] = dict(name=source, files=[Path(p).name for p in inputs],
-                          sha256=[sha256(p) for p in inputs], initialised=info['initialised'])
+    files = [f for p in inputs for f in source_files(p)]
+    info['source'] = dict(name=source, files=[f.name for f in files],
+                          sha256=[sha256(f) for f in files], initialised=info['initialised'])
     output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(output, model, {}, dict(model=model.NAME, config={**info['config'],
                                                                       'model': model.NAME},

@@ -17,6 +17,11 @@ Source layouts (section 5 of ../shared/reference/deepfill-v1-v2.md):
   TensorFlow names (``conv1.conv.weight``, ``xconv1...``, ``conv13_upsample.conv.conv...``); the
   critic ``convK.conv_sn.weight`` is a spectral-norm conv whose ``weight_u`` [out, 1] is updated
   on every forward of the source.
+- Official TensorFlow checkpoints (CC BY-NC 4.0), read by models/tfcheckpoint.py:
+  ``inpaint_net/<layer>/kernel`` (HWIO; ``<layer>/<layer>_conv/`` for the upsampling convs),
+  v1 critics ``discriminator/discriminator_local/convK`` and dense ``dout_local_fc`` (rows in
+  NHWC-flatten order), v2 ``discriminator/sn_patch_gan/convK`` with ``kernel_sn/u`` [1, out].
+  The official code reads images with cv2, so these weights take and give BGR.
 """
 import numpy as np
 
@@ -75,18 +80,26 @@ def _daa233(state, source):
                     'coarse_generator.conv1.conv.weight').shape[0]
     config = dict(cnum=int(cnum))
     if any(k.startswith('netD.') for k in params):
-        # torch Linear [1, F] -> Paddle [F, 1]; both flatten NCHW, so no reordering
-        for critic in ('local_critic', 'global_critic'):
-            key = f'netD.{critic}.fc.weight'
+        for critic in ('local_critic', 'global_critic'):  # torch Linear [1, F] -> Paddle [F, 1]
+            key = f'netD.{critic}.fc.weight'  # (both flatten NCHW: no reordering)
             params[key] = _require(params, key, source, f'{critic} linear.weight').T.copy()
-        d_cnum = int(params['netD.local_critic.conv1.conv.weight'].shape[0])
-        # F = (conv4 width) * (s/16)^2: the input sizes the dense layers were built for
-        local_c4 = params['netD.local_critic.conv4.conv.weight'].shape[0]
-        side = lambda key, c: int(round(16 * np.sqrt(params[key].shape[0] / c)))  # noqa: E731
-        config.update(d_cnum=d_cnum, d_local_conv4_mult=int(local_c4 // d_cnum),
-                      bbox_size=side('netD.local_critic.fc.weight', local_c4),
-                      image_size=side('netD.global_critic.fc.weight', 4 * d_cnum))
+        config.update(v1_critic_config(params, source))
     return params, config
+
+
+def v1_critic_config(params, source):
+    """Critic width, local conv4 multiplier and input sizes read from the converted shapes: the
+    dense layer has (conv4 filters) * (size/16)^2 rows."""
+    def width(critic, layer):
+        key = f'netD.{critic}.{layer}.weight'
+        return _require(params, key, source, f'{critic} {layer} weights').shape[0]
+
+    def side(critic):
+        return 16 * int(round(np.sqrt(width(critic, 'fc') / width(critic, 'conv4.conv'))))
+
+    d_cnum = int(width('local_critic', 'conv1.conv'))
+    return dict(d_cnum=d_cnum, bbox_size=side('local_critic'), image_size=side('global_critic'),
+                d_local_conv4_mult=int(width('local_critic', 'conv4.conv') // d_cnum))
 
 
 def convert_daa233_v1(state):
@@ -187,12 +200,118 @@ def convert_nipponjo_v2(state):
     conv1 = _require(params, 'netG.coarse.conv1.conv.weight', 'nipponjo_v2', 'conv1.conv.weight')
     config = dict(cnum=int(conv1.shape[0]), guided=bool(conv1.shape[1] == 6), ca_fuse=False,
                   ca_mask_from='image')
+    config.update(_spectral_critic(params, 'nipponjo_v2'))
+    return params, config
+
+
+def _spectral_critic(params, source):
+    """Replaces each SN-PatchGAN layer's source ``u`` by one power iteration's (u, v) in place;
+    returns {'d_cnum': ...} when the critic is present, else {}."""
     layers = sorted({k.split('.')[1] for k in params if k.startswith('netD.')})
     for layer in layers:
         key = f'netD.{layer}.conv'
-        weight = _require(params, f'{key}.weight_orig', 'nipponjo_v2', f'D.{layer} weight')
-        u = _require(params, f'{key}.weight_u', 'nipponjo_v2', f'D.{layer}.conv_sn.weight_u')
+        weight = _require(params, f'{key}.weight_orig', source, f'critic {layer} kernel')
+        u = _require(params, f'{key}.weight_u', source, f'critic {layer} spectral-norm u')
         params[f'{key}.weight_u'], params[f'{key}.weight_v'] = spectral_state(weight, u)
-    if layers:
-        config['d_cnum'] = int(params['netD.conv1.conv.weight_orig'].shape[0])
+    return {'d_cnum': int(params['netD.conv1.conv.weight_orig'].shape[0])} if layers else {}
+
+
+# ------------------------------------------------- official TensorFlow checkpoints (v1 and v2)
+_PARAMS = {'kernel': 'weight', 'bias': 'bias'}
+
+
+def _is_tf_bookkeeping(name):
+    """Adam slots, beta powers, step counters: training state, not weights."""
+    return name.endswith(('/Adam', '/Adam_1')) or '/' not in name
+
+
+def _tf_key(name):
+    """Official TF variable name -> our key, or None for names that are no DeepFill weights."""
+    parts = name.split('/')
+    top, layer, rest = parts[0], parts[1] if len(parts) > 1 else '', parts[2:]
+    if top == 'inpaint_net' and rest and rest[-1] in _PARAMS \
+            and rest[:-1] in ([], [layer + '_conv']):
+        stage = 'coarse' if layer.startswith('conv') else 'refine'  # xconv*, pmconv*, allconv*
+        inner = 'conv.' if rest[:-1] else ''  # gen_deconv: <layer>/<layer>_conv/kernel
+        return f'netG.{stage}.{layer}.conv.{inner}{_PARAMS[rest[-1]]}'
+    if top != 'discriminator':
+        return None
+    if layer in ('dout_local_fc', 'dout_global_fc') and len(rest) == 1 and rest[0] in _PARAMS:
+        return f"netD.{layer.split('_')[1]}_critic.fc.{_PARAMS[rest[0]]}"
+    if layer in ('discriminator_local', 'discriminator_global') and len(rest) == 2 \
+            and rest[1] in _PARAMS:
+        return f"netD.{layer.split('_')[1]}_critic.{rest[0]}.conv.{_PARAMS[rest[1]]}"
+    spectral = {('kernel',): 'weight_orig', ('bias',): 'bias', ('kernel_sn', 'u'): 'weight_u'}
+    if layer == 'sn_patch_gan' and rest and tuple(rest[1:]) in spectral:
+        return f'netD.{rest[0]}.conv.{spectral[tuple(rest[1:])]}'
+    return None
+
+
+def _official(state, source):
+    """TF names and layouts -> ours (HWIO kernels to OIHW); Adam slots etc. are skipped."""
+    params, unknown = {}, []
+    for name, value in state.items():
+        if _is_tf_bookkeeping(name):
+            continue
+        key = _tf_key(name)
+        if key is None:
+            unknown.append(name)
+            continue
+        value = np.asarray(value, np.float32)
+        params[key] = value.transpose(3, 2, 0, 1).copy() if value.ndim == 4 else value
+    if unknown:
+        raise ValueError(f'{source}: {len(unknown)} unexpected variables such as {unknown[0]!r}')
+    conv1 = _require(params, 'netG.coarse.conv1.conv.weight', source, 'inpaint_net/conv1/kernel')
+    return params, dict(cnum=int(conv1.shape[0]))
+
+
+def nhwc_dense_to_nchw(kernel, channels):
+    """Reorders the rows of a dense kernel [H*W*C, out] that TF applied to an NHWC flatten so it
+    applies to an NCHW flatten (ours): row (h, w, c) moves to (c, h, w)."""
+    side = int(round(np.sqrt(kernel.shape[0] / channels)))
+    return kernel.reshape(side, side, channels, -1).transpose(2, 0, 1, 3).reshape(
+        kernel.shape[0], -1).copy()
+
+
+def convert_official_v1_tf(state):
+    """The official DeepFill v1 TensorFlow checkpoints (the release folder, or its snap-*
+    prefix / .index file), read without TensorFlow.
+
+    Download: https://github.com/JiahuiYu/generative_inpainting/tree/v1.0.0 (README "Pretrained
+    models": CelebA-HQ, Places2, CelebA, ImageNet; Google Drive); CC BY-NC 4.0
+
+    Variables ``inpaint_net/*`` and, when present, the WGAN critics ``discriminator/*`` (their
+    dense kernels reordered from TF's NHWC flatten); Adam slots and step counters are skipped.
+    Official ops (our defaults); BGR-trained, so colours are flipped for our RGB pipeline.
+    """
+    params, config = _official(state, 'official_v1_tf')
+    if any(k.startswith('netD.') for k in params):
+        for critic in ('local_critic', 'global_critic'):
+            conv4 = _require(params, f'netD.{critic}.conv4.conv.weight', 'official_v1_tf',
+                             f'{critic} conv4/kernel')
+            key = f'netD.{critic}.fc.weight'
+            kernel = _require(params, key, 'official_v1_tf', f'{critic} dense kernel')
+            params[key] = nhwc_dense_to_nchw(kernel, conv4.shape[0])
+        config.update(v1_critic_config(params, 'official_v1_tf'))
+    critics = [f'netD.{c}.conv1.conv.weight' for c in ('local_critic', 'global_critic')]
+    return bgr_to_rgb(params, V1_RGB_INPUTS + [k for k in critics if k in params],
+                      V1_RGB_OUTPUTS), config
+
+
+def convert_official_v2_tf(state):
+    """The official DeepFill v2 TensorFlow checkpoints (the release folder, or its snap-*
+    prefix / .index file), read without TensorFlow.
+
+    Download: https://github.com/JiahuiYu/generative_inpainting (README "Pretrained models":
+    Places2, CelebA-HQ; Google Drive); CC BY-NC 4.0
+
+    Variables ``inpaint_net/*`` and, when present, the SN-PatchGAN ``discriminator/sn_patch_gan/*``
+    (its ``kernel_sn/u`` [1, out] power-iterated once, as for nipponjo_v2); Adam slots and step
+    counters are skipped. Official ops (our defaults); BGR-trained, so colours are flipped.
+    """
+    params, config = _official(state, 'official_v2_tf')
+    config['guided'] = bool(params['netG.coarse.conv1.conv.weight'].shape[1] == 6)
+    critic = ['netD.conv1.conv.weight_orig'] if 'netD.conv1.conv.weight_orig' in params else []
+    params = bgr_to_rgb(params, V1_RGB_INPUTS + critic, V1_RGB_OUTPUTS)
+    config.update(_spectral_critic(params, 'official_v2_tf'))  # v follows the flipped columns
     return params, config

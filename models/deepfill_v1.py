@@ -38,7 +38,8 @@ import paddle
 import paddle.nn as nn
 
 from models.base import InpaintModel
-from models.convert_deepfill import convert_daa233_v1, convert_daa233_v1_tf
+from models.convert_deepfill import (convert_daa233_v1, convert_daa233_v1_tf,
+                                     convert_official_v1_tf)
 from models.losses import (ae_l1, discounted_l1, gradient_penalty, spatial_discount_mask,
                            wgan_d, wgan_g)
 from models.ops import ContextualAttention, DisConv, GenConv, GenDeconv, tf_init
@@ -270,7 +271,8 @@ class DeepFillV1(InpaintModel):
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
     IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
-    CONVERTERS = {'daa233_v1': convert_daa233_v1, 'daa233_v1_tf': convert_daa233_v1_tf}
+    CONVERTERS = {'official_v1_tf': convert_official_v1_tf, 'daa233_v1': convert_daa233_v1,
+                  'daa233_v1_tf': convert_daa233_v1_tf}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)

@@ -5,6 +5,7 @@ nipponjo DeepFill v2 (generator cnum 16, critic cnum 8) and a small daa233 DeepF
 """
 import importlib.util
 import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ import models
 from models.checkpoint import read_checkpoint
 from models.convert import (convert, convert_files, describe, find_source, read_inputs,
                             read_weights, sources)
-from models.convert_deepfill import convert_daa233_v1, convert_daa233_v1_tf, convert_nipponjo_v2
+from models.convert_deepfill import (V1_RGB_INPUTS, V1_RGB_OUTPUTS, bgr_to_rgb, convert_daa233_v1,
+                                     convert_daa233_v1_tf, convert_nipponjo_v2,
+                                     convert_official_v1_tf, convert_official_v2_tf,
+                                     nhwc_dense_to_nchw)
 from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2
 from models.inpainter import Inpainter, load_model
@@ -214,7 +218,8 @@ def test_cli_list_and_errors(capsys):
     cli = load_script('tools/convert_weights')
     assert cli.main(['--list']) == 0
     listing = capsys.readouterr().out
-    for source, model in [('daa233_v1', 'deepfill_v1'), ('daa233_v1_tf', 'deepfill_v1'),
+    for source, model in [('official_v1_tf', 'deepfill_v1'), ('daa233_v1', 'deepfill_v1'),
+                          ('daa233_v1_tf', 'deepfill_v1'), ('official_v2_tf', 'deepfill_v2'),
                           ('nipponjo_v2', 'deepfill_v2')]:
         assert f'{source}  ->  {model}' in listing
     assert 'download: https://github.com/daa233/generative-inpainting-pytorch' in listing
@@ -244,3 +249,121 @@ def test_daa233_official_weights_are_flipped_to_rgb(v1_data):
                   for m, img in ((rgb_model, v1_data['image']),
                                  (bgr_model, v1_data['image'][:, ::-1]))]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
+
+
+def tf_value(name, shape, dtype):
+    """The values of the TF checkpoint fixture (tests/fixtures/README.md)."""
+    rng = np.random.RandomState(zlib.crc32(name.encode()))
+    dtype = np.dtype(dtype)
+    if dtype.kind == 'f':
+        return rng.standard_normal(shape).astype(dtype)
+    return rng.randint(0, 100, shape).astype(dtype)
+
+
+@pytest.mark.parametrize('where', ['', 'snap-0', 'snap-0.index', 'snap-0.data-00000-of-00001'])
+def test_tf_checkpoint_reader_without_tensorflow(where):
+    folder = FIXTURES / 'parity_deepfill_tf_checkpoint'
+    tensors = read_weights(folder / where if where else folder)
+    assert len(tensors) == 309  # 300 of them spread the index over several table blocks
+    for name, shape, dtype in [('inpaint_net/conv1/kernel', (5, 5, 5, 4), np.float32),
+                               ('inpaint_net/conv13_upsample/conv13_upsample_conv/kernel',
+                                (3, 3, 4, 2), np.float32),
+                               ('discriminator/sn_patch_gan/conv1/kernel_sn/u', (1, 4), np.float32),
+                               ('half', (3, 2), np.float16), ('double', (2,), np.float64),
+                               ('int64', (4,), np.int64), ('global_step', (), np.int64),
+                               ('inpaint_net/layer299/kernel/Adam_1', (2,), np.float32)]:
+        assert tensors[name].dtype == dtype and tensors[name].shape == shape
+        np.testing.assert_array_equal(tensors[name], tf_value(name, shape, dtype))
+    np.testing.assert_array_equal(tensors['flag'], [True, False])
+
+
+def test_tf_checkpoint_errors(tmp_path):
+    (tmp_path / 'snap-0.index').write_bytes(b'\0' * 64)
+    with pytest.raises(ValueError, match=r'snap-0\.index is not a TensorFlow checkpoint index'):
+        read_weights(tmp_path)
+    folder = FIXTURES / 'parity_deepfill_tf_checkpoint'
+    (tmp_path / 'x.index').write_bytes((folder / 'snap-0.index').read_bytes())
+    with pytest.raises(ValueError, match='holds 2 TensorFlow checkpoints'):
+        read_weights(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r'x\.data-00000-of-00001 does not exist'):
+        read_weights(tmp_path / 'x.index')
+
+
+def to_tf_v2(state):
+    """nipponjo's names and torch layouts -> the official TF checkpoint's (they share names)."""
+    tf = {'beta1_power': np.float32(0.5), 'global_step': np.int64(7)}
+    for key, value in state.items():
+        net, layer, rest = key[0], key.split('.')[1], key.split('.', 2)[2]
+        if net == 'G':
+            scope = f'inpaint_net/{layer}/' + (f'{layer}_conv/' if rest.startswith('conv.conv')
+                                               else '')
+            name = scope + ('kernel' if rest.endswith('weight') else 'bias')
+        else:
+            name = f'discriminator/sn_patch_gan/{layer}/' + {
+                'conv_sn.weight': 'kernel', 'conv_sn.bias': 'bias',
+                'conv_sn.weight_u': 'kernel_sn/u'}[rest]
+        tf[name] = value.transpose(2, 3, 1, 0) if value.ndim == 4 else \
+            value.T if name.endswith('/u') else value
+        tf[name + '/Adam'] = np.zeros_like(tf[name])
+    return tf
+
+
+def test_official_v2_checkpoint_is_nipponjos_weights_flipped_to_rgb(v2_state):
+    official, config = convert_official_v2_tf(to_tf_v2(v2_state))
+    ported, _ = convert_nipponjo_v2(v2_state)
+    flipped = bgr_to_rgb(dict(ported), V1_RGB_INPUTS + ['netD.conv1.conv.weight_orig'],
+                         V1_RGB_OUTPUTS)
+    assert sorted(official) == sorted(flipped)
+    for key in official:  # conv1's v runs over the flipped input channels, checked below
+        if key != 'netD.conv1.conv.weight_v':
+            np.testing.assert_array_equal(official[key], flipped[key], err_msg=key)
+    sigma = [p['netD.conv1.conv.weight_u'] @ p['netD.conv1.conv.weight_orig'].reshape(8, -1)
+             @ p['netD.conv1.conv.weight_v'] for p in (official, ported)]
+    np.testing.assert_allclose(sigma[0], sigma[1], rtol=1e-5)
+    assert config == dict(cnum=16, guided=False, d_cnum=8)  # official ops: the defaults
+    assert not np.array_equal(official['netG.coarse.conv1.conv.weight'],
+                              ported['netG.coarse.conv1.conv.weight'])
+    with pytest.raises(ValueError, match="1 unexpected variables such as 'inpaint_net/conv1/x'"):
+        convert_official_v2_tf({**to_tf_v2(v2_state), 'inpaint_net/conv1/x': np.zeros(1)})
+
+
+def test_tf_dense_rows_are_reordered_for_an_nchw_flatten():
+    rng = np.random.RandomState(0)
+    x = rng.standard_normal((2, 5, 3, 3))  # N, C, H, W features before the dense layer
+    kernel = rng.standard_normal((3 * 3 * 5, 1))  # TF: rows follow the NHWC flatten
+    tf_out = x.transpose(0, 2, 3, 1).reshape(2, -1) @ kernel
+    np.testing.assert_allclose(x.reshape(2, -1) @ nhwc_dense_to_nchw(kernel, 5), tf_out)
+
+
+def test_official_v1_checkpoint_matches_the_daa233_layout(v1_data):
+    """daa233's converted official model holds the official kernels under the port's names; the
+    official checkpoint converts to the same tensors (critic dense rows from NHWC order)."""
+    state = reference_state(v1_data)
+    tf = {}
+    for key, value in state.items():
+        parts = key.split('.')
+        if parts[0] in ('localD', 'globalD'):
+            side = parts[0][:-1]  # 'local' / 'global'
+            if parts[1] == 'linear':
+                name = f'discriminator/dout_{side}_fc/' + ('kernel' if parts[2] == 'weight'
+                                                          else 'bias')
+                if parts[2] == 'weight':  # torch [1, C*H*W] -> TF [H*W*C, 1]
+                    c = state[f'{parts[0]}.dis_conv_module.conv4.conv.weight'].shape[0]
+                    s = int(np.sqrt(value.shape[1] / c))
+                    value = value.reshape(c, s, s).transpose(1, 2, 0).reshape(-1, 1)
+            else:
+                name = f'discriminator/discriminator_{side}/{parts[2]}/' + (
+                    'kernel' if parts[4] == 'weight' else 'bias')
+        else:
+            layer = parts[1]
+            if parts[0] == 'fine_generator' and layer.startswith('conv'):
+                layer = 'x' + layer
+            if layer in ('conv13', 'conv15', 'allconv13', 'allconv15'):
+                layer = f'{layer}_upsample/{layer}_upsample_conv'
+            name = f'inpaint_net/{layer}/' + ('kernel' if parts[3] == 'weight' else 'bias')
+        tf[name] = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value
+    official, config = convert_official_v1_tf(tf)
+    ported, ported_config = convert_daa233_v1_tf(state)
+    assert sorted(official) == sorted(ported) and config == ported_config
+    for key in official:
+        np.testing.assert_array_equal(official[key], ported[key], err_msg=key)

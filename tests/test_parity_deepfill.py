@@ -1,8 +1,11 @@
-"""Our DeepFill v1/v2 against the PyTorch ports whose weights users download, via the converters.
+"""Our DeepFill v1/v2 against the code behind every published weight file, via the converters:
+the official TensorFlow graphs (v1.0.0 and v2 master) and the PyTorch ports of daa233 (v1) and
+nipponjo (v2).
 
-Each fixture (tests/fixtures/README.md, "DeepFill parity") holds a 2x3x96x96 input with its hole
-mask, the reference implementation's parameter names and shapes, and what the reference computed
-with weights made by ``rule`` from those names. The tests rebuild the weights, convert them with
+Each fixture (tests/fixtures/README.md, "DeepFill parity") holds an input with its hole mask
+(2x3x96x96 for the ports, 1x3x64x64 at full width for the official graphs), the reference's
+parameter names and shapes, and what the reference computed with weights made by ``rule`` from
+those names. The tests rebuild the weights, convert them with
 the model's own converter (models/convert.py, strict) and require our outputs to match:
 max|ours - ref| <= 1e-4 * max|ref| on the coarse and final images and on the critic scores, and
 exact equality of the contextual-attention offsets and of the flow image coloured from them.
@@ -21,22 +24,25 @@ FIXTURES = Path(__file__).parent / 'fixtures'
 TOL = 1e-4
 
 
-def rule(name, shape, gain):
-    """The fixture weights: kernels normal with std gain/sqrt(fan_in), biases normal(0, 0.1),
-    spectral-norm ``u`` vectors normal(0, 1), each seeded by the CRC32 of the reference name."""
+def rule(name, shape, gain, layout='torch'):
+    """The fixture weights: kernels normal with std gain/sqrt(fan_in) (fan_in over all axes but
+    the output one: torch [out, ...], TF [..., out]), biases normal(0, 0.1), spectral-norm ``u``
+    vectors normal(0, 1), each seeded by the CRC32 of the reference name."""
     rng = np.random.RandomState(zlib.crc32(name.encode()))
-    if name.endswith('weight_u'):
+    if name.endswith(('weight_u', '/u')):
         return rng.standard_normal(shape).astype(np.float32)
     if len(shape) >= 2:
-        return (rng.standard_normal(shape) * gain / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+        fan_in = np.prod(shape[:-1] if layout == 'tf' else shape[1:])
+        return (rng.standard_normal(shape) * gain / np.sqrt(fan_in)).astype(np.float32)
     return (rng.standard_normal(shape) * 0.1).astype(np.float32)
 
 
 def reference_state(data):
-    """{reference name: array} rebuilt from a fixture's names, shapes and gain."""
+    """{reference name: array} rebuilt from a fixture's names, shapes, gain and layout."""
     shapes = [tuple(int(s) for s in text.split(',')) for text in data['param_shapes']]
-    gain = float(data['weight_gain'])
-    return {str(n): rule(str(n), shape, gain) for n, shape in zip(data['param_names'], shapes)}
+    gain, layout = float(data['weight_gain']), str(data.get('weight_layout', 'torch'))
+    return {str(n): rule(str(n), shape, gain, layout)
+            for n, shape in zip(data['param_names'], shapes)}
 
 
 def relative_error(ours, ref):
@@ -70,7 +76,20 @@ def nipponjo():
     return parity_case('parity_deepfill_v2_nipponjo.npz', 'nipponjo_v2')
 
 
-@pytest.mark.parametrize('case', ['daa233', 'nipponjo'])
+@pytest.fixture(scope='module')
+def official_v1():
+    return parity_case('parity_deepfill_v1_official.npz', 'official_v1_tf')
+
+
+@pytest.fixture(scope='module')
+def official_v2():
+    return parity_case('parity_deepfill_v2_official.npz', 'official_v2_tf')
+
+
+CASES = ['official_v1', 'daa233', 'official_v2', 'nipponjo']
+
+
+@pytest.mark.parametrize('case', CASES)
 @pytest.mark.parametrize('key', ['coarse', 'attention_out', 'pred'])
 def test_generator_matches_reference(case, key, request):
     data, model, info, out = request.getfixturevalue(case)
@@ -79,7 +98,7 @@ def test_generator_matches_reference(case, key, request):
     assert relative_error(out[key], data[key]) <= TOL
 
 
-@pytest.mark.parametrize('case', ['daa233', 'nipponjo'])
+@pytest.mark.parametrize('case', CASES)
 def test_attention_offsets_and_flow_match_reference(case, request):
     data, _, _, out = request.getfixturevalue(case)
     assert np.abs(data['offsets']).max() >= 3  # the hole copies from a distance, not from itself
@@ -88,8 +107,9 @@ def test_attention_offsets_and_flow_match_reference(case, request):
     np.testing.assert_array_equal(flow, data['flow'].transpose(0, 3, 1, 2))
 
 
-def test_daa233_critics_match_reference(daa233):
-    data, model, info, _ = daa233
+@pytest.mark.parametrize('case', ['official_v1', 'daa233'])
+def test_v1_critics_match_reference(case, request):
+    data, model, info, _ = request.getfixturevalue(case)
     top, left = data['local_patch_origin']
     size = info['config']['bbox_size']
     image = paddle.to_tensor(data['image'])
@@ -100,14 +120,16 @@ def test_daa233_critics_match_reference(daa233):
     assert relative_error(glob, data['global_score']) <= TOL
 
 
-def test_nipponjo_critic_matches_reference(nipponjo):
+@pytest.mark.parametrize('case, shape', [('official_v2', (1, 256)), ('nipponjo', (2, 128))])
+def test_sn_patchgan_matches_reference(case, shape, request):
     """Eval-mode SN-PatchGAN scores equal the source's forward, whose power iteration the
-    converter ran once (96 = 3 * 32: the sixth layer meets an odd size and TF's extra pad)."""
-    data, model, _, _ = nipponjo
-    x = paddle.to_tensor(np.concatenate([data['image'], data['mask']], axis=1))
+    converter ran once (at 96 = 3 * 32 the sixth layer meets an odd size and TF's extra pad)."""
+    data, model, _, _ = request.getfixturevalue(case)
+    mask = np.broadcast_to(data['mask'], (len(data['image']),) + data['mask'].shape[1:])
+    x = paddle.to_tensor(np.concatenate([data['image'], mask], axis=1))
     with paddle.no_grad():
         scores = model.netD(x).numpy()
-    assert scores.shape == data['d_score'].shape == (2, 128)
+    assert scores.shape == data['d_score'].shape == shape
     assert relative_error(scores, data['d_score']) <= TOL
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from models import runtime
-from models.inpainter import Inpainter, load_model
+from models.inpainter import STRATEGIES, Inpainter, load_model
 
 import cv2  # noqa: E402
 import paddle  # noqa: E402
@@ -62,6 +62,10 @@ def parse_args(argv):
     p.add_argument('--sketch', help='guided models: white strokes on black where edges should go '
                    '(a file, or a folder of same-named sketches)')
     p.add_argument('--output', help='output file (or folder, for a folder of photos)')
+    p.add_argument('--strategy', choices=STRATEGIES, default='auto',
+                   help='how photos larger than the training size are fed to the model: whole '
+                   '(original), shrunk (resize) or a window around each hole (crop); auto = crop '
+                   'when the longer side exceeds twice the training size (models/inpainter.py)')
     p.add_argument('--device', default='auto')
     return p.parse_args(argv)
 
@@ -172,7 +176,7 @@ def inpaint_files(args, model):
     for flag in ('image', 'mask', 'sketch'):
         if getattr(args, flag) and not Path(getattr(args, flag)).exists():
             raise FileNotFoundError(f'--{flag}: {getattr(args, flag)} does not exist')
-    inpainter = Inpainter(model)
+    inpainter = Inpainter(model, strategy=args.strategy)
     folder = Path(args.image).is_dir()
     images = list_images(args.image) if folder else [args.image]
     for path in images:

@@ -69,6 +69,7 @@ DEFAULTS = dict(
     ca_resize='tf',          # resize(align_corners=True) in contextual attention; 'torch': daa233
     ca_patch_norm='clamp',   # patches / max(||w||, 1e-4); 'eps_sum': daa233's sqrt(sum(w^2+1e-4))
     ca_mask_from='features', # mask resized to the attention features, then by rate (official)
+    ca_chunk=1024,           # ours: foreground positions matched at once at large sizes (ops.py)
     d_local_conv4_mult=8,    # discriminator_local conv4: cnum*8 filters (daa233: 4)
     lr=1e-4,                 # train.py: Adam learning rate
     beta1=0.5,               # train.py: AdamOptimizer(beta1=0.5, beta2=0.9)
@@ -283,7 +284,8 @@ class DeepFillV1(InpaintModel):
                              f"{cfg['bbox_size']}")
         attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
                                         cfg['ca_softmax_scale'], cfg['ca_fuse'], cfg['ca_resize'],
-                                        cfg['ca_patch_norm'], cfg['ca_mask_from'])
+                                        cfg['ca_patch_norm'], cfg['ca_mask_from'],
+                                        cfg['ca_chunk'])
         self.netG = Generator(cfg['cnum'], attention, cfg['padding'])
         self.netD = Critics(cfg['image_size'], cfg['bbox_size'], cfg['d_cnum'],
                             cfg['d_local_conv4_mult'], cfg['padding'])

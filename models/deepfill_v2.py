@@ -69,6 +69,7 @@ DEFAULTS = dict(
     ca_resize='tf',
     ca_patch_norm='clamp',
     ca_mask_from='features', # 'image': nipponjo's one-step mask resize
+    ca_chunk=1024,           # ours: bounds contextual attention's memory (see deepfill_v1)
     lr=1e-4,                 # train.py: Adam(1e-4, beta1 0.5, beta2 0.999)
     beta1=0.5,
     beta2=0.999,
@@ -141,7 +142,8 @@ class DeepFillV2(InpaintModel):
                              f"got {cfg['cnum']}")
         attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
                                         cfg['ca_softmax_scale'], cfg['ca_fuse'], cfg['ca_resize'],
-                                        cfg['ca_patch_norm'], cfg['ca_mask_from'])
+                                        cfg['ca_patch_norm'], cfg['ca_mask_from'],
+                                        cfg['ca_chunk'])
         self.netG = Generator(cfg['cnum'], cfg['guided'], attention, cfg['padding'])
         self.netD = SNPatchGAN(5 if cfg['guided'] else 4, cfg['d_cnum'], cfg['padding'])
 

@@ -181,13 +181,43 @@ def tf_nearest_indices(in_size, out_size):
     return np.minimum(np.floor(src.astype(np.float64) + 0.5), in_size - 1).astype('int64')
 
 
+def _as_float32(size):
+    """A size as a 0-D float32 tensor: a Python int, or a shape Value under to_static."""
+    if isinstance(size, int):
+        return paddle.full([], size, 'float32')
+    return size.reshape([]).astype('float32')
+
+
+def tf_nearest_index_tensor(in_size, out_size):
+    """``tf_nearest_indices`` as tensor ops, for sizes only known when an exported graph runs.
+
+    The same float32 scale and product, then round half away from zero written as
+    ``floor(s) + (s - floor(s) >= 0.5)``: both steps are exact in float32, whereas
+    ``floor(s + 0.5)`` can round up at a power of two and ``paddle.round`` rounds half to even.
+    No clamp is needed: the largest source is (in-1) up to float32 rounding. (A float64 version
+    returned wrong indices under the oneDNN predictor.)
+    """
+    n_in, n_out = _as_float32(in_size), _as_float32(out_size)
+    scale = (n_in - 1) / paddle.maximum(n_out - 1, paddle.full([], 1, 'float32'))
+    src = paddle.arange(n_out.astype('int64'), dtype='float32') * scale
+    base = paddle.floor(src)
+    return base.astype('int64') + (src - base >= 0.5).astype('int64')
+
+
 def resize_nearest_tf(x, size):
-    """TF1 nearest resize with align_corners=True of [N,C,H,W] to ``size`` = (h, w)."""
+    """TF1 nearest resize with align_corners=True of [N,C,H,W] to ``size`` = (h, w).
+
+    Sizes may be shape Values under ``paddle.jit.to_static`` (dynamic H, W in exported models).
+    """
     _, _, h, w = x.shape
-    if (h, w) == tuple(size):
+    static = all(isinstance(s, int) for s in (h, w, *size))
+    if static and (h, w) == tuple(size):
         return x
-    rows = paddle.to_tensor(tf_nearest_indices(h, size[0]))
-    cols = paddle.to_tensor(tf_nearest_indices(w, size[1]))
+    if static:
+        rows = paddle.to_tensor(tf_nearest_indices(h, size[0]))
+        cols = paddle.to_tensor(tf_nearest_indices(w, size[1]))
+    else:
+        rows, cols = tf_nearest_index_tensor(h, size[0]), tf_nearest_index_tensor(w, size[1])
     return paddle.index_select(paddle.index_select(x, rows, axis=2), cols, axis=3)
 
 
@@ -195,10 +225,11 @@ def resize_nearest_torch(x, size):
     """PyTorch's nearest resize (source index ``floor(i * in / out)``; 2i when halving), as the
     PyTorch ports use it inside contextual attention. [N,C,H,W] -> [N,C,size[0],size[1]]."""
     _, _, h, w = x.shape
-    if (h, w) == tuple(size):
+    if all(isinstance(s, int) for s in (h, w, *size)) and (h, w) == tuple(size):
         return x
-    rows = paddle.to_tensor(np.arange(size[0]) * h // size[0])
-    cols = paddle.to_tensor(np.arange(size[1]) * w // size[1])
+    # integer tensor arithmetic: also right for sizes known only at run time (exported models)
+    rows = paddle.arange(size[0], dtype='int64') * h // size[0]
+    cols = paddle.arange(size[1], dtype='int64') * w // size[1]
     return paddle.index_select(paddle.index_select(x, rows, axis=2), cols, axis=3)
 
 
@@ -228,21 +259,41 @@ def matching_scores(f, b, kernel_size, eps=1e-4, norm='clamp'):
     Returns:
         [N, Lb, Lf] scores (Lb = Lf = h*w).
     """
+    fp = extract_patches(f, kernel_size)  # [N, C*k*k, Lf]
+    return paddle.bmm(background_kernels(b, kernel_size, eps, norm), fp)
+
+
+def background_kernels(b, kernel_size, eps=1e-4, norm='clamp'):
+    """The normalised background patches of ``matching_scores``: [N,C,h,w] -> [N, Lb, C*k*k]."""
     w = extract_patches(b, kernel_size)  # [N, C*k*k, Lb]
     if norm == 'eps_sum':
         w = w / paddle.sqrt((w * w).sum(axis=1, keepdim=True) + eps * w.shape[1])
     else:
         w = w / paddle.clip(paddle.linalg.norm(w, axis=1, keepdim=True), min=eps)
-    fp = extract_patches(f, kernel_size)  # [N, C*k*k, Lf]
-    return paddle.bmm(w.transpose([0, 2, 1]), fp)
+    return w.transpose([0, 2, 1])
+
+
+def shift(x, offset, axis):
+    """``y[i] = x[i + offset]`` along ``axis``, zero where ``i + offset`` falls outside.
+
+    Zero padding by slicing and concatenation, with constant slice bounds, so it holds for sizes
+    known only at run time. Exported graphs avoid Paddle's pad ops: paddle2onnx 2.1 gives pad3d
+    an uninitialised fill value, and the oneDNN pad kernel of Paddle 3.3 crashed on ``pad``.
+    ``|offset|`` must not exceed the axis length.
+    """
+    if offset == 0:
+        return x
+    n = abs(offset)
+    zeros = paddle.zeros_like(paddle.slice(x, [axis], [0], [n]))
+    if offset > 0:
+        return paddle.concat([paddle.slice(x, [axis], [n], [2 ** 31 - 1]), zeros], axis=axis)
+    return paddle.concat([zeros, paddle.slice(x, [axis], [0], [-n])], axis=axis)
 
 
 def _diagonal_sum(scores, k):
     """'SAME' conv of each [Lb, Lf] score image with a k x k identity kernel (a diagonal sum)."""
-    _, lb, lf = scores.shape
     p = k // 2
-    padded = F.pad(scores.unsqueeze(1), [p, k - 1 - p, p, k - 1 - p]).squeeze(1)
-    return paddle.add_n([padded[:, d:d + lb, d:d + lf] for d in range(k)])
+    return paddle.add_n([shift(shift(scores, d - p, 1), d - p, 2) for d in range(k)])
 
 
 def fuse_scores(scores, b_hw, f_hw, k=3):
@@ -286,17 +337,109 @@ def paste_patches(attention, raw_patches, out_hw, rate):
         [N, C, H, W]; every pixel is covered by 2x2 overlapping patches, hence the 1/4.
     """
     cols = paddle.bmm(raw_patches, attention)  # [N, C*(2r)^2, Lf]
-    top, bottom, left, right = same_padding(2 * rate, rate)
-    return F.fold(cols, list(out_hw), 2 * rate, rate, [top, left, bottom, right]) / 4.0
+    return overlap_add(cols, out_hw, rate) / 4.0
+
+
+def overlap_add(cols, out_hw, rate):
+    """``F.fold`` of 2r x 2r patches at stride r with TF 'SAME' padding, from reshapes and slices.
+
+    Equal to ``F.fold(cols, out_hw, 2r, r, same_padding(2r, r))``, whose output size must be
+    Python ints; this also runs with sizes known only at run time (exported models). Each patch
+    is four r x r blocks (a, b); block (a, b) of all patches tiles an H x W image that lands
+    shifted by (a*r - top, b*r - top), top = r // 2, and the four shifted images add up.
+
+    Args:
+        cols: [N, C*(2r)^2, (H/r)*(W/r)] patches, columns in row-major patch order.
+        out_hw: (H, W), multiples of r.
+    Returns:
+        [N, C, H, W].
+    """
+    h, w = out_hw
+    c = cols.shape[1] // (4 * rate * rate)
+    z = cols.reshape([0, c, 2, rate, 2, rate, h // rate, w // rate])  # (n, c, a, u, b, v, i, j)
+    z = z.transpose([0, 2, 4, 1, 6, 3, 7, 5]).reshape([0, 4 * c, h, w])  # block (a, b) at 2a + b
+    top = rate // 2
+    out = 0
+    for a in range(2):
+        for b in range(2):
+            block = z[:, (2 * a + b) * c:(2 * a + b + 1) * c]
+            out = out + shift(shift(block, top - a * rate, 2), top - b * rate, 3)
+    return out
 
 
 def attention_offsets(attention, f_hw, b_hw):
     """Where each foreground position copies from, relative to itself: [N, 2, fh, fw] (dy, dx)."""
+    return index_offsets(paddle.argmax(attention, axis=1), f_hw, b_hw)
+
+
+def index_offsets(index, f_hw, b_hw):
+    """``attention_offsets`` from the best background patch of each foreground position [N, Lf]."""
     (fh, fw), (_, bw) = f_hw, b_hw
-    idx = paddle.argmax(attention, axis=1).reshape([-1, 1, fh, fw])  # [N, 1, fh, fw]
+    idx = index.reshape([-1, 1, fh, fw])  # [N, 1, fh, fw]
     rows = paddle.arange(fh, dtype='int64').reshape([1, 1, fh, 1])
     cols = paddle.arange(fw, dtype='int64').reshape([1, 1, 1, fw])
     return paddle.concat([idx // bw - rows, idx % bw - cols], axis=1)
+
+
+def fuse_window(index, hw, k, column_major=False):
+    """Row-major indices of the k fuse neighbours of each position in ``index`` (numpy).
+
+    Neighbour j is ``j - k//2`` steps away along the row-major order of the h x w grid, or along
+    the column-major order (``fuse_scores``' second pass); -1 where it falls off the grid.
+    Returns int64 [len(index), k].
+    """
+    h, w = hw
+    steps = np.arange(k) - k // 2
+    if column_major:  # rank in column-major order, stepped, mapped back to row-major
+        rank = (index % w * h + index // w)[:, None] + steps
+        inside = (rank >= 0) & (rank < h * w)
+        rank = np.clip(rank, 0, h * w - 1)
+        return np.where(inside, rank % h * w + rank // h, -1)
+    out = index[:, None] + steps
+    return np.where((out >= 0) & (out < h * w), out, -1)
+
+
+def window_sum(x, rows, cols):
+    """``sum_j x[:, rows[:, j], cols[:, j]]`` over an outer grid of rows and columns; -1 reads 0.
+
+    Args:
+        x: [N, R, C]; rows: int [R', k] and cols: int [C', k] numpy indices into x.
+    Returns:
+        [N, R', C'].
+    """
+    rows = np.where(rows < 0, x.shape[1], rows)  # -1 -> an appended zero row (index_select's
+    cols = np.where(cols < 0, x.shape[2], cols)  # backward mishandles negative indices)
+    x = paddle.concat([x, paddle.zeros_like(x[:, :1])], axis=1)
+    x = paddle.concat([x, paddle.zeros_like(x[:, :, :1])], axis=2)
+    out = 0
+    for j in range(rows.shape[1]):
+        picked = paddle.index_select(x, paddle.to_tensor(cols[:, j]), axis=2)
+        out = out + paddle.index_select(picked, paddle.to_tensor(rows[:, j]), axis=1)
+    return out
+
+
+def fused_scores_at(kernels, f_patches, columns, hw, k):
+    """``fuse_scores(kernels @ f_patches, hw, hw, k)[:, :, columns]`` without the full matrix.
+
+    Fusing sums scores of neighbouring (background, foreground) pairs, first along the row-major
+    order, then along the column-major one; so the columns needed are the chunk's column-major
+    neighbours and their row-major neighbours (about len(columns) + 3 * w).
+
+    Args:
+        kernels: [N, Lb, C*k*k] (``background_kernels``); f_patches: [N, C*k*k, Lf].
+        columns: int numpy foreground positions (row-major) of the chunk.
+    Returns:
+        [N, Lb, len(columns)].
+    """
+    lb = kernels.shape[1]
+    need1 = fuse_window(columns, hw, k, column_major=True)  # first-pass scores needed
+    pos1 = np.unique(need1[need1 >= 0])
+    need0 = fuse_window(pos1, hw, k)  # raw scores needed
+    pos0 = np.unique(need0[need0 >= 0])
+    local = lambda need, pos: np.where(need >= 0, np.searchsorted(pos, need), -1)  # noqa: E731
+    raw = paddle.bmm(kernels, paddle.index_select(f_patches, paddle.to_tensor(pos0), axis=2))
+    first = window_sum(raw, fuse_window(np.arange(lb), hw, k), local(need0, pos0))
+    return window_sum(first, fuse_window(np.arange(lb), hw, k, True), local(need1, pos1))
 
 
 class ContextualAttention(nn.Layer):
@@ -307,8 +450,14 @@ class ContextualAttention(nn.Layer):
     full-resolution b. Per-sample masks are supported: each item uses its own mask, which equals
     the official code (it reads item 0 of a mask shared by the batch) when the mask is shared.
 
-    Memory: the score tensor is N x (HW/rate^2)^2 floats for an HxW feature map (4 MB per item for
-    a 256x256 image, whose features are 64x64).
+    Memory: the score matrix is N x Lb x Lf floats with Lb = Lf = HW/rate^2 for an HxW feature
+    map: 4 MB per item for a 256x256 image (64x64 features), 9.7 GB for a 2048x1536 photo, and
+    the fuse and softmax steps hold several such buffers. With ``chunk`` = c > 0 and Lf > c,
+    dygraph matches c foreground positions at a time (``fused_scores_at``): the score buffers
+    are then N x Lb x (c + 2W/rate + 8) floats at most, about five alive at once, so the extra
+    memory is bounded by ~5 * 4 * N * Lb * (c + 2W/rate) bytes (1.4 GB at 2048x1536 with
+    c = 1024), plus the O(N*C*HW) unfolded patches; results equal the unchunked path up to
+    float32 rounding. Exported graphs (sizes known only at run time) always run unchunked.
 
     Switches for weights converted from the PyTorch ports (defaults: official): ``resize`` 'tf'
     (align-corners nearest) or 'torch' (index 2i); ``patch_norm`` 'clamp' (max(||w||, 1e-4)) or
@@ -318,7 +467,7 @@ class ContextualAttention(nn.Layer):
     """
 
     def __init__(self, ksize=3, stride=1, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True,
-                 resize='tf', patch_norm='clamp', mask_from='features'):
+                 resize='tf', patch_norm='clamp', mask_from='features', chunk=0):
         super().__init__()
         if stride != 1:
             raise ValueError('ContextualAttention: only stride 1 is implemented (the official '
@@ -331,6 +480,9 @@ class ContextualAttention(nn.Layer):
         self.ksize, self.rate, self.fuse_k = ksize, rate, fuse_k
         self.softmax_scale, self.fuse = softmax_scale, fuse
         self.resize, self.patch_norm, self.mask_from = resize, patch_norm, mask_from
+        if chunk < 0:
+            raise ValueError(f'ca_chunk: expected 0 (off) or a positive count, got {chunk}')
+        self.chunk = chunk
 
     def forward(self, f, b, mask=None):
         """Args:
@@ -350,12 +502,32 @@ class ContextualAttention(nn.Layer):
         elif self.mask_from == 'features':
             mask = resize(mask, (h, w))
         known = known_patch_mask(resize(mask, small), self.ksize)
+        if isinstance(small[0], int) and self.chunk and small[0] * small[1] > self.chunk:
+            return self._chunked(f_s, b_s, known, raw, (h, w), small)
         scores = matching_scores(f_s, b_s, self.ksize, norm=self.patch_norm)
         if self.fuse:
             scores = fuse_scores(scores, small, small, self.fuse_k)
         attention = masked_softmax(scores, known, self.softmax_scale)
         y = paste_patches(attention, raw, (h, w), self.rate)
         return y, attention_offsets(attention, small, small)
+
+    def _chunked(self, f_s, b_s, known, raw, hw, small):
+        """The rest of ``forward``, ``chunk`` foreground positions at a time."""
+        kernels = background_kernels(b_s, self.ksize, norm=self.patch_norm)  # [N, Lb, C*k*k]
+        f_patches = extract_patches(f_s, self.ksize)  # [N, C*k*k, Lf]
+        count = small[0] * small[1]
+        cols, index = [], []
+        for start in range(0, count, self.chunk):
+            columns = np.arange(start, min(start + self.chunk, count))
+            if self.fuse:
+                scores = fused_scores_at(kernels, f_patches, columns, small, self.fuse_k)
+            else:
+                scores = paddle.bmm(kernels, f_patches[:, :, start:start + len(columns)])
+            attention = masked_softmax(scores, known, self.softmax_scale)  # [N, Lb, chunk]
+            cols.append(paddle.bmm(raw, attention))
+            index.append(paddle.argmax(attention, axis=1))
+        y = overlap_add(paddle.concat(cols, axis=2), hw, self.rate) / 4.0  # as paste_patches
+        return y, index_offsets(paddle.concat(index, axis=1), small, small)
 
 
 # ---------------------------------------------------------------- flow visualisation (numpy)

@@ -30,6 +30,7 @@ import paddle  # noqa: E402
 from data import (IMAGE_EXTENSIONS, ImageDataset, compute_all, hole_ratio_bucket,  # noqa: E402
                   list_images, mask_for_index, masks_from_config, read_image, read_mask,
                   save_image, to_uint8, validation_source)
+from data.postprocess import POSTPROCESSES, postprocess  # noqa: E402
 from data.sketch import guidance, read_sketch  # noqa: E402
 from models.visual import grid  # noqa: E402
 
@@ -57,6 +58,9 @@ def parse_args(argv):
     p.add_argument('--out_dir', help='where results go')
     p.add_argument('--baseline', choices=['none', 'telea'], default='none',
                    help="also run OpenCV's Telea inpainting on the same masks")
+    p.add_argument('--postprocess', choices=POSTPROCESSES, default='none',
+                   help="post-process the model's results: 'glcic' = Telea fill + Poisson "
+                   'blending of the hole (GLCIC; works with any model)')
     p.add_argument('--image', help='a photo or a folder of photos to inpaint')
     p.add_argument('--mask', help='its mask (white = hole), or a folder of same-named masks')
     p.add_argument('--sketch', help='guided models: white strokes on black where edges should go '
@@ -107,7 +111,7 @@ def evaluate_dataset(args, model, state):
         composite = out['composite'].numpy()
         for j, i in enumerate(idx):
             name, gt, m = dataset.name(i), to_uint8(images[j]), mask[j, 0]
-            results = {'model': to_uint8(composite[j])}
+            results = {'model': postprocess(args.postprocess, to_uint8(composite[j]), m)}
             if 'telea' in methods:
                 results['telea'] = telea(np.where(m[..., None] > 0, 0, gt).astype(np.uint8), m)
             for method, result in results.items():
@@ -121,7 +125,8 @@ def evaluate_dataset(args, model, state):
             save_image(out_dir / 'grids' / f'{name}.png', grid([c[None] for c in shown]))
     write_report(out_dir, rows, methods, dict(checkpoint=args.checkpoint, data=data,
                                               masks=args.mask_type or cfg['mask_type'],
-                                              seed=args.seed, images=n - len(skipped)))
+                                              seed=args.seed, images=n - len(skipped),
+                                              postprocess=args.postprocess))
     if skipped:
         print(f'skipped {len(skipped)} unreadable images, e.g. {skipped[0]}')
     return 0
@@ -192,7 +197,7 @@ def inpaint_files(args, model):
         if not mask.any():
             raise ValueError(f'--mask: {mask_path} marks no hole (white = hole, black = keep)')
         out = Path(args.output) / (Path(path).stem + '.png') if folder else Path(args.output)
-        save_image(out, inpainter(image, mask, sketch))
+        save_image(out, postprocess(args.postprocess, inpainter(image, mask, sketch), mask))
         print(f'{path} -> {out}')
     return 0
 

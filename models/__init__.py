@@ -8,9 +8,11 @@ from models import runtime  # noqa: F401  (sets the CPU math-library switch befo
 from models.aotgan import AOTGAN
 from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2
+from models.glcic import GLCIC
 from models.pconv import PConv
 
-MODELS = {'aotgan': AOTGAN, 'deepfill_v1': DeepFillV1, 'deepfill_v2': DeepFillV2, 'pconv': PConv}
+MODELS = {'aotgan': AOTGAN, 'deepfill_v1': DeepFillV1, 'deepfill_v2': DeepFillV2, 'glcic': GLCIC,
+          'pconv': PConv}
 
 
 def build(name, cfg):

@@ -194,14 +194,31 @@ def convert_nipponjo_v2(state):
     resolution in one step; the config records both. RGB input in [-1, 1], as its test.py feeds
     it (no colour flip). Optimizer states in training files ('G_optim', 'D_optim') are skipped.
     """
+    params, config = _nipponjo(state, 'nipponjo_v2')
+    config.update(ca_fuse=False, ca_mask_from='image', **_spectral_critic(params, 'nipponjo_v2'))
+    return params, config
+
+
+def convert_nipponjo_v2_official(state):
+    """nipponjo's states_tf_places2.pth / states_tf_celebahq.pth run as the official TensorFlow
+    graph (fuse on, two-step mask resize) with the colours flipped: official_v2_tf's result.
+
+    Download: https://github.com/nipponjo/deepfillv2-pytorch (as nipponjo_v2); official
+    weights: CC BY-NC 4.0
+
+    Assumes nipponjo's converter copied the official kernels without reordering colour channels
+    (its test.py feeds RGB to them unchanged); ``nipponjo_v2`` reproduces that port instead.
+    """
+    params, config = _nipponjo(state, 'nipponjo_v2_official')
+    return _official_v2_tail(params, config, 'nipponjo_v2_official')
+
+
+def _nipponjo(state, source):
     params = _take_conv_layers(
         {k: v for k, v in state.items() if not k.startswith(('G_optim.', 'D_optim.'))},
-        _nipponjo_key, 'nipponjo_v2')
-    conv1 = _require(params, 'netG.coarse.conv1.conv.weight', 'nipponjo_v2', 'conv1.conv.weight')
-    config = dict(cnum=int(conv1.shape[0]), guided=bool(conv1.shape[1] == 6), ca_fuse=False,
-                  ca_mask_from='image')
-    config.update(_spectral_critic(params, 'nipponjo_v2'))
-    return params, config
+        _nipponjo_key, source)
+    conv1 = _require(params, 'netG.coarse.conv1.conv.weight', source, 'conv1.conv.weight')
+    return params, dict(cnum=int(conv1.shape[0]), guided=bool(conv1.shape[1] == 6))
 
 
 def _spectral_critic(params, source):
@@ -311,7 +328,12 @@ def convert_official_v2_tf(state):
     """
     params, config = _official(state, 'official_v2_tf')
     config['guided'] = bool(params['netG.coarse.conv1.conv.weight'].shape[1] == 6)
+    return _official_v2_tail(params, config, 'official_v2_tf')
+
+
+def _official_v2_tail(params, config, source):
+    """BGR -> RGB flip, then the critic's power iteration (so v follows the flipped columns)."""
     critic = ['netD.conv1.conv.weight_orig'] if 'netD.conv1.conv.weight_orig' in params else []
     params = bgr_to_rgb(params, V1_RGB_INPUTS + critic, V1_RGB_OUTPUTS)
-    config.update(_spectral_critic(params, 'official_v2_tf'))  # v follows the flipped columns
+    config.update(_spectral_critic(params, source))
     return params, config

@@ -41,7 +41,8 @@ import paddle
 import paddle.nn as nn
 
 from models.base import InpaintModel
-from models.convert_deepfill import convert_nipponjo_v2, convert_official_v2_tf
+from models.convert_deepfill import (convert_nipponjo_v2, convert_nipponjo_v2_official,
+                                     convert_official_v2_tf)
 from models.deepfill_v1 import CoarseNet, RefineNet
 from models.ops import ContextualAttention, DisConv, GatedConv2D
 
@@ -132,7 +133,8 @@ class DeepFillV2(InpaintModel):
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
     IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
-    CONVERTERS = {'official_v2_tf': convert_official_v2_tf, 'nipponjo_v2': convert_nipponjo_v2}
+    CONVERTERS = {'official_v2_tf': convert_official_v2_tf, 'nipponjo_v2': convert_nipponjo_v2,
+                  'nipponjo_v2_official': convert_nipponjo_v2_official}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)

@@ -220,7 +220,7 @@ def test_cli_list_and_errors(capsys):
     listing = capsys.readouterr().out
     for source, model in [('official_v1_tf', 'deepfill_v1'), ('daa233_v1', 'deepfill_v1'),
                           ('daa233_v1_tf', 'deepfill_v1'), ('official_v2_tf', 'deepfill_v2'),
-                          ('nipponjo_v2', 'deepfill_v2')]:
+                          ('nipponjo_v2', 'deepfill_v2'), ('nipponjo_v2_official', 'deepfill_v2')]:
         assert f'{source}  ->  {model}' in listing
     assert 'download: https://github.com/daa233/generative-inpainting-pytorch' in listing
     with pytest.raises(ValueError, match='--source and --input are required'):
@@ -367,3 +367,15 @@ def test_official_v1_checkpoint_matches_the_daa233_layout(v1_data):
     assert sorted(official) == sorted(ported) and config == ported_config
     for key in official:
         np.testing.assert_array_equal(official[key], ported[key], err_msg=key)
+
+
+def test_nipponjo_file_run_as_the_official_graph_equals_official_v2(v2_state):
+    """Assuming nipponjo copied the official kernels as they are, its file converted as the
+    official graph gives exactly what the official checkpoint gives (parity-tested)."""
+    port, port_info = convert('nipponjo_v2_official', v2_state)
+    official, info = convert('official_v2_tf', to_tf_v2(v2_state))
+    assert port_info['config'] == info['config']
+    assert info['config']['ca_fuse'] and info['config']['ca_mask_from'] == 'features'
+    ours = port.state_dict()
+    for key, value in official.state_dict().items():
+        np.testing.assert_array_equal(ours[key].numpy(), value.numpy(), err_msg=key)

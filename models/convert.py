@@ -117,6 +117,9 @@ def read_weights(path):
     path = Path(path)
     if tfcheckpoint.is_checkpoint(path):
         return tfcheckpoint.read(path)
+    if path.is_dir():
+        raise ValueError(f'--input: {path} is a folder without a TensorFlow checkpoint (*.index); '
+                         'name the weights file')
     if not path.is_file():
         raise FileNotFoundError(f'--input: {path} does not exist')
     if path.suffix == '.safetensors':

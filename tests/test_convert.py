@@ -158,6 +158,9 @@ def test_read_weights_flattens_nested_dicts_and_unwraps(tmp_path, v2_state):
     assert list(read_weights(tmp_path / 'w.npz')) == ['b']
     with pytest.raises(FileNotFoundError, match='--input: .*missing.pth does not exist'):
         read_weights(tmp_path / 'missing.pth')
+    (tmp_path / 'folder').mkdir()
+    with pytest.raises(ValueError, match='folder without a TensorFlow checkpoint'):
+        read_weights(tmp_path / 'folder')
 
 
 def test_separate_generator_and_critic_files_merge(tmp_path, v2_state):

@@ -63,6 +63,7 @@ RUN_DEFAULTS = dict(
     val_data=None,           # validation folder/.flist; None: builtin val photos for builtin data
     val_count=8,             # validation images used for the metrics and sample grids
     mask_dir=None,           # mask images for mask_type 'file'
+    init_from=None,          # a checkpoint whose model weights start this (fresh) run
     mask_invert=False,       # mask_dir files have black holes on white (default: white = hole)
     hole_range=[0.01, 0.6],  # hole-to-image ratio range of mask_type 'irregular'
     per_sample_mask=False,   # one mask per sample instead of one per batch (official)
@@ -323,6 +324,8 @@ def main(argv=None):
             scaler.load_state_dict(state['loss_scaler'])
         it = state['iteration']
         log.line(f'# resumed from {path} at iteration {it}')
+    elif cfg['init_from']:
+        init_weights(model, cfg, log)
     else:
         model.prepare_data(dataset)
     losses = loss_functions(model, amp)  # data-parallel wrappers when launched on several ranks
@@ -405,6 +408,22 @@ def main(argv=None):
 
 
 # ----------------------------------------------------------------------------- one iteration
+def init_weights(model, cfg, log):
+    """Starts a fresh run from the weights of another checkpoint (a converted model, or stage 1
+    of PConv's two-stage schedule); optimizers, iteration and data stream start afresh."""
+    path = cfg['init_from']
+    tensors, state = read_checkpoint(path)
+    if state.get('model') != cfg['model']:
+        raise ValueError(f"init_from: {path} holds a {state.get('model')} model, this run trains "
+                         f"{cfg['model']}")
+    load_model_state(model, tensors, path)
+    theirs = state.get('config', {})
+    differ = [f'{k} ({theirs[k]!r} there, {cfg[k]!r} here)' for k in model.cfg
+              if k in theirs and theirs[k] != cfg[k]]
+    log.line(f'# initialised from {path}' + (f"; config differs: {', '.join(differ)}"
+                                              if differ else ''))
+
+
 def conditions(batch):
     """Optional generator inputs present in a batch (a guided model's sketch), by keyword."""
     return {k: batch[k] for k in ('sketch',) if batch.get(k) is not None}

@@ -157,7 +157,8 @@ def test_test_py_single_image_of_any_size(smoke, tmp_path):
     rgba[20:40, 30:60] = 255  # white strokes on a transparent layer
     Image.fromarray(rgba).save(tmp_path / 'mask.png')
     run('test.py', '--checkpoint', run_dir / 'latest.safetensors', '--image',
-        tmp_path / 'photo.png', '--mask', tmp_path / 'mask.png', '--output', tmp_path / 'o.png')
+        tmp_path / 'photo.png', '--mask', tmp_path / 'mask.png', '--output', tmp_path / 'o.png',
+        '--strategy', 'crop')  # a window around the hole, shrunk to the training size 64
     out = np.asarray(Image.open(tmp_path / 'o.png'))
     assert out.shape == image.shape
     hole = np.zeros((70, 93), bool)
@@ -258,3 +259,17 @@ def test_overwrite_clears_only_what_a_run_wrote(tmp_path):
     (tmp_path / 'samples' / 'iter_0000002.png').write_text('x')
     train.clear_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['notes.md']
+
+
+def test_init_from_starts_a_fresh_run_from_other_weights(smoke, photos, tmp_path):
+    run_dir, _ = smoke
+    source = run_dir / 'latest.safetensors'
+    train(photos, tmp_path, 'init', '--max_iters', 2, '--lr', 0, '--init_from', source)
+    log = (tmp_path / 'init' / 'log.txt').read_text()
+    assert f'# initialised from {source}' in log and 'iter 1 ' in log
+    before, after = model_tensors(source), model_tensors(tmp_path / 'init' / 'latest.safetensors')
+    weights = [k for k in before if k.startswith('model/') and k.endswith('weight')]
+    assert weights and all(np.array_equal(before[k], after[k]) for k in weights)  # lr 0
+    proc = train(photos, tmp_path, 'wrong', '--max_iters', 1, '--init_from', source,
+                 '--model', 'deepfill_v2', check=False)
+    assert proc.returncode == 2 and 'holds a deepfill_v1 model' in proc.stderr

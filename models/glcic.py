@@ -241,23 +241,31 @@ def _otenim_key(key):
     return key.replace('.running_mean', '._mean').replace('.running_var', '._variance')
 
 
-def convert_otenim(state, source_config=None):
-    """otenim/GLCIC-PyTorch weights -> (our params, config overrides).
+# otenim's config.json entries (train.py arguments); read as tensors when given as an input file
+OTENIM_RUN_KEYS = ('mpv', 'cn_input_size', 'ld_input_size', 'hole_min_w', 'hole_min_h',
+                   'hole_max_w', 'hole_max_h', 'max_holes', 'steps_1', 'steps_2', 'steps_3',
+                   'snaperiod_1', 'snaperiod_2', 'snaperiod_3', 'bsize', 'bdivs',
+                   'num_test_completions', 'alpha', 'data_parallel', 'recursive_search')
 
-    Args:
-        state: numpy state dict of ``model_cn`` (keys ``conv1.weight``, ``bn1.running_mean``...),
-            of ``model_cd`` (``model_ld.*``, ``model_gd.*``, ``linear1.*``), or both merged.
-        source_config: the run's ``config.json`` as a dict. Its ``mpv`` (mean pixel value, RGB
-            in [0, 1]) is required with a completion network; ``cn_input_size`` and
-            ``ld_input_size`` give the discriminators' input sizes when present.
 
-    The converted model uses otenim's layer order and input encoding (``bn_order: relu_bn``,
-    ``input_encoding: filled``), which makes it compute exactly otenim's function.
+def convert_otenim(state):
+    """otenim/GLCIC-PyTorch (3f9de13): ``model_cn`` [+ ``model_cd``] + the run's ``config.json``.
+
+    Download: the Google Drive links in otenim's README (CelebA: model_cn, optional model_cd,
+    config.json). The completion network needs ``mpv`` (the training set's mean pixel value) from
+    config.json: pass that file as another input, or an .npz holding ``mpv``.
+
+    ``state`` merges the tensors of ``model_cn`` (``conv1.weight``, ``bn1.running_mean``, ...),
+    optionally of ``model_cd`` (``model_ld.*``, ``model_gd.*``, ``linear1.*``) and the numeric
+    entries of config.json (``mpv``; ``cn_input_size``, ``ld_input_size`` and ``hole_min_*`` set
+    image_size, bbox_size and max_delta; the other training settings are not used). The converted
+    model runs in otenim's layer order and input encoding (``bn_order: relu_bn``,
+    ``input_encoding: filled``), so it computes exactly otenim's function.
     """
-    source_config = source_config or {}
+    run = {k: np.asarray(state[k]) for k in OTENIM_RUN_KEYS if k in state}
     params, config = {}, dict(bn_order='relu_bn', input_encoding='filled')
     for key, value in state.items():
-        ours = _otenim_key(key)
+        ours = None if key in run else _otenim_key(key)
         if ours is None:
             continue
         value = np.asarray(value, np.float32)
@@ -265,22 +273,22 @@ def convert_otenim(state, source_config=None):
             value = value.T  # torch Linear (out, in) -> Paddle (in, out)
         params[ours] = np.ascontiguousarray(value)
     if 'netG.conv1.weight' in params:
-        if 'mpv' not in source_config:
+        if 'mpv' not in run:
             raise ValueError("otenim_glcic: the completion network needs the mean pixel value "
-                             "'mpv' of its training set, from the run's config.json")
-        mpv = np.asarray(source_config['mpv'], np.float32).reshape(-1)
+                             "'mpv' of its training set: add the run's config.json as an input")
+        mpv = run['mpv'].astype(np.float32).reshape(-1)
         if mpv.shape != (3,):
-            raise ValueError(f"otenim_glcic: config.json 'mpv' must be 3 numbers, got {mpv}")
+            raise ValueError(f"otenim_glcic: 'mpv' must be 3 numbers (RGB in [0, 1]), got {mpv}")
         params['netG.mean'] = 2.0 * mpv - 1.0
         config['cnum'] = int(params['netG.conv1.weight'].shape[0])
     if 'netD.linear.weight' in params:
         config.update(_otenim_discriminator_config(params))
-    for json_key, key in (('cn_input_size', 'image_size'), ('ld_input_size', 'bbox_size')):
-        if json_key in source_config:
-            config[key] = int(source_config[json_key])
-    holes = [source_config[k] for k in ('hole_min_w', 'hole_min_h') if k in source_config]
-    if holes and 'ld_input_size' in source_config:  # otenim: holes 48..96 in the 96 window
-        config['max_delta'] = int(source_config['ld_input_size']) - int(min(holes))
+    for run_key, key in (('cn_input_size', 'image_size'), ('ld_input_size', 'bbox_size')):
+        if run_key in run:
+            config[key] = int(run[run_key])
+    holes = [int(run[k]) for k in ('hole_min_w', 'hole_min_h') if k in run]
+    if holes and 'ld_input_size' in run:  # otenim: holes 48..96 px in the 96 window
+        config['max_delta'] = int(run['ld_input_size']) - min(holes)
     return params, config
 
 
@@ -303,6 +311,7 @@ class GLCIC(InpaintModel):
     DEFAULTS = DEFAULTS
     TINY = TINY
     SIZE_MULTIPLE = 4  # two stride-2 convs, two x2 deconvs
+    OVERFIT_LR = 1.0  # shared one-batch overfit test: Adadelta's own scale (1e-3: steps ~1e-6)
     PHASE_SCHEDULE = {1: (0, True), 2: (1, False), 3: (1, True)}  # (D steps, G step)
 
     CONVERTERS = {'otenim_glcic': convert_otenim}

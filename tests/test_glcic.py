@@ -359,8 +359,8 @@ def rule_state(fixture):
     return {name: rule(name, tuple(shape)) for name, shape in json.loads(str(fixture['names']))}
 
 
-def converted_model(state, source_config=None, **extra):
-    params, config = convert_otenim(state, source_config)
+def converted_model(state, **extra):
+    params, config = convert_otenim(state)
     paddle.seed(0)
     model = build('glcic', {**config, **extra})
     for prefix, layer in (('netG.', model.netG), ('netD.', model.netD)):
@@ -381,9 +381,8 @@ def test_parity_with_otenim_completion_network():
     fixture = np.load(FIXTURES / 'parity_glcic_cn.npz')
     state = rule_state(fixture)
     assert len(state) == 114
-    mpv = fixture['mpv'].tolist()
     small_d = dict(d_cnum=8, d_fc=32, local_convs=3, global_convs=4, image_size=64, bbox_size=32)
-    model, params, config = converted_model(state, {'mpv': mpv}, **small_d)
+    model, params, config = converted_model({**state, 'mpv': fixture['mpv']}, **small_d)
     assert config == dict(bn_order='relu_bn', input_encoding='filled', cnum=64)
     assert np.allclose(params['netG.mean'], 2 * fixture['mpv'] - 1)
     image = paddle.to_tensor(2 * fixture['image01'] - 1)
@@ -395,6 +394,24 @@ def test_parity_with_otenim_completion_network():
     assert_close((pred + 1) / 2, fixture['output'])
     with pytest.raises(ValueError, match='mpv'):
         convert_otenim(state)
+
+
+def test_conversion_through_the_strict_framework(tmp_path):
+    """tools/convert_weights.py's path: model_cn + an .npz with the mean (or config.json's
+    numbers); every input tensor used, the critic freshly initialised and recorded as such."""
+    from models.convert import convert_files
+    fixture = np.load(FIXTURES / 'parity_glcic_cn.npz')
+    np.savez(tmp_path / 'model_cn.npz', **rule_state(fixture))
+    np.savez(tmp_path / 'mpv.npz', mpv=fixture['mpv'], ld_input_size=32, cn_input_size=64)
+    model, info = convert_files('otenim_glcic', [tmp_path / 'model_cn.npz', tmp_path / 'mpv.npz'],
+                                tmp_path / 'otenim.safetensors')
+    assert info['initialised'] == ['netD'] and model.cfg['image_size'] == 64
+    assert model.cfg['bn_order'] == 'relu_bn' and model.cfg['input_encoding'] == 'filled'
+    loaded = build('glcic', read_checkpoint(tmp_path / 'otenim.safetensors')[1]['config'])
+    load_model_state(loaded, read_checkpoint(tmp_path / 'otenim.safetensors')[0])
+    assert np.allclose(loaded.netG.mean.numpy(), 2 * fixture['mpv'] - 1)
+    with pytest.raises(ValueError, match='mpv'):
+        convert_files('otenim_glcic', [tmp_path / 'model_cn.npz'], tmp_path / 'x.safetensors')
 
 
 @pytest.mark.slow
@@ -434,9 +451,10 @@ def test_converter_reads_otenims_celeba_layout_and_config_json():
         if name.endswith('running_var'):
             state[name.replace('running_var', 'num_batches_tracked')] = np.array(7)
     assert 'model_gd.linear6.weight' in state and 'model_gd.conv5.weight' in state
-    source = dict(mpv=[0.5, 0.4, 0.3], cn_input_size=64, ld_input_size=32, hole_min_w=16,
-                  hole_min_h=20, arc='celeba')
-    params, config = convert_otenim(state, source)
+    config_json = dict(mpv=[0.5, 0.4, 0.3], cn_input_size=64, ld_input_size=32, hole_min_w=16,
+                       hole_min_h=20, bsize=16, alpha=4e-4, steps_1=90000)  # numeric entries
+    state.update({k: np.asarray(v) for k, v in config_json.items()})
+    params, config = convert_otenim(state)
     assert set(params) == set(ours.state_dict())
     assert all(params[k].shape == tuple(v.shape) for k, v in ours.state_dict().items())
     assert np.array_equal(params['netD.linear.weight'], ours.netD.linear.weight.numpy())

@@ -252,8 +252,11 @@ def convert_otenim(state):
     """otenim/GLCIC-PyTorch (3f9de13): ``model_cn`` [+ ``model_cd``] + the run's ``config.json``.
 
     Download: the Google Drive links in otenim's README (CelebA: model_cn, optional model_cd,
-    config.json). The completion network needs ``mpv`` (the training set's mean pixel value) from
-    config.json: pass that file as another input, or an .npz holding ``mpv``.
+    and config.json, which holds the mean pixel value ``mpv`` the completion network needs).
+
+    The numbers of config.json go in as one more input file, e.g. an .npz written by
+    ``np.savez('config.npz', **{k: v for k, v in json.load(open('config.json')).items()
+    if k in ('mpv', 'cn_input_size', 'ld_input_size', 'hole_min_w', 'hole_min_h')})``.
 
     ``state`` merges the tensors of ``model_cn`` (``conv1.weight``, ``bn1.running_mean``, ...),
     optionally of ``model_cd`` (``model_ld.*``, ``model_gd.*``, ``linear1.*``) and the numeric

@@ -9,10 +9,11 @@ from models.aotgan import AOTGAN
 from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2
 from models.glcic import GLCIC
+from models.lbam import LBAM
 from models.pconv import PConv
 
 MODELS = {'aotgan': AOTGAN, 'deepfill_v1': DeepFillV1, 'deepfill_v2': DeepFillV2, 'glcic': GLCIC,
-          'pconv': PConv}
+          'lbam': LBAM, 'pconv': PConv}
 
 
 def build(name, cfg):

@@ -184,6 +184,9 @@ class SMPatchGAN(nn.Layer):
 
 def gaussian_kernel1d(ksize, sigma):
     """The official normalised 1-D Gaussian taps: ``exp(-(i - k//2)^2 / (2 sigma^2))``."""
+    if not isinstance(ksize, int) or ksize % 2 == 0 or ksize <= 0 or not sigma > 0:
+        raise ValueError(f'blur_ksize, blur_sigma: expected an odd positive size and a positive '
+                         f'sigma, got {ksize!r}, {sigma!r}')
     taps = np.exp(-(np.arange(ksize) - ksize // 2) ** 2 / (2.0 * sigma ** 2))
     return (taps / taps.sum()).astype(np.float32)
 
@@ -193,8 +196,6 @@ def gaussian_blur(x, ksize=71, sigma=10.0):
 
     The official 2-D kernel is the outer product of two 1-D kernels, applied here separably.
     """
-    if ksize % 2 == 0 or ksize <= 0:
-        raise ValueError(f'blur_ksize: expected an odd positive size, got {ksize}')
     taps = paddle.to_tensor(gaussian_kernel1d(ksize, sigma))
     pad = (ksize - 1) // 2
     x = F.conv2d(x, taps.reshape([1, 1, ksize, 1]), padding=[pad, 0])
@@ -299,6 +300,7 @@ class AOTGAN(InpaintModel):
         if not rates or bad or (4 * cfg['cnum']) % len(rates):
             raise ValueError(f"aotgan: rates must be positive integers splitting 4 * cnum "
                              f"= {4 * cfg['cnum']} channels evenly, got {rates}")
+        gaussian_kernel1d(cfg['blur_ksize'], cfg['blur_sigma'])  # fails early on bad values
         self.netG = InpaintGenerator(cfg['cnum'], cfg['block_num'], rates)
         self.netD = SMPatchGAN(cfg['d_cnum'])
         self.vgg = FeatureNet(cfg['vgg_weights'], self.VGG_ARCH,

@@ -136,7 +136,7 @@ def test_too_small_inputs_and_bad_rates_raise_clear_errors():
     with pytest.raises(ValueError, match='rates'):
         build('aotgan', {'cnum': 8, 'rates': [1, 2, 4]})
     with pytest.raises(ValueError, match='blur_ksize'):
-        gaussian_blur(paddle.zeros([1, 1, 8, 8]), 4, 1.0)
+        build('aotgan', {'cnum': 8, 'blur_ksize': 4})
 
 
 def test_missing_vgg_file_names_the_key():

@@ -96,7 +96,6 @@ TINY = dict(image_size=128, cnum=8, d_cnum=8, d_layers=5, batch_size=2, max_iter
 FORWARD_INIT = (1.1, 2.0, 1.0, 1.0)  # ForwardAttentionLayer: GaussActivation(1.1, 2.0, 1.0, 1.0)
 REVERSE_INIT = (1.1, 1.0, 0.5, 0.5)  # ReverseMaskConv: GaussActivation(1.1, 1.0, 0.5, 0.5)
 RANGES = dict(a=(1.01, 6.0), mu=(0.1, 3.0), sigma_l=(0.5, 2.0), sigma_r=(0.5, 2.0))
-MASK_ALPHA = 0.8  # MaskUpdate(0.8): updated map = ReLU(x) ** 0.8
 
 
 def widths(cnum, levels):
@@ -127,8 +126,9 @@ def conv4x4(in_channels, out_channels, transpose=False, init=None):
                  bias_attr=bias_attr)
 
 
-def mask_update(x, alpha=MASK_ALPHA):
-    """The mask update ``ReLU(x) ** alpha``, with a zero gradient where x <= 0.
+def mask_update(x, alpha=0.8):
+    """The mask update ``ReLU(x) ** alpha`` (official ``MaskUpdate(0.8)``), with a zero gradient
+    where x <= 0.
 
     Paddle's ``relu(x).pow(alpha)`` back-propagates 0 * inf = NaN at x <= 0 (pow's slope at 0);
     the base is set to 1 there before the power and the result multiplied by 0.

@@ -429,10 +429,21 @@ def conditions(batch):
     return {k: batch[k] for k in ('sketch',) if batch.get(k) is not None}
 
 
+_FROZEN = {}
+
+
 def set_trainable(layer, flag):
-    """Freezes (False) or unfreezes the parameters of a layer (rosinality's requires_grad)."""
-    for p in layer.parameters():
-        p.stop_gradient = not flag
+    """Freezes (False) or unfreezes (True) a layer's trainable parameters (rosinality's
+    requires_grad). Parameters that never train (Paddle lists BatchNorm's running statistics as
+    parameters with stop_gradient set) stay frozen: unfreezing restores exactly what was frozen."""
+    if not flag:
+        frozen = [p for p in layer.parameters() if not p.stop_gradient]
+        for p in frozen:
+            p.stop_gradient = True
+        _FROZEN[id(layer)] = frozen
+    else:
+        for p in _FROZEN.pop(id(layer), []):
+            p.stop_gradient = False
 
 
 def autocast(amp):

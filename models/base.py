@@ -61,6 +61,7 @@ class InpaintModel(nn.Layer):
     TINY = {}
     SIZE_MULTIPLE = 8
     IMAGE_OUTPUTS = ('pred', 'composite')
+    OVERFIT_LR = 1e-3  # learning rate of the shared one-batch overfit test (optimizer's scale)
 
     def __init__(self, **cfg):
         super().__init__()

@@ -128,6 +128,16 @@ def read_weights(path):
     if path.suffix == '.npz':
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
+    if path.suffix == '.json':  # a side file of settings (otenim's GLCIC config.json: mpv)
+        import json
+        with open(path) as f:
+            obj = json.load(f)
+        numeric = {k: np.asarray(v, np.float64) for k, v in obj.items()
+                   if isinstance(v, (int, float, list)) and not isinstance(v, bool)
+                   and np.asarray(v).dtype.kind in 'if'}
+        if not numeric:
+            raise ValueError(f'--input: {path} holds no numeric settings')
+        return numeric
     obj = torchfile.load(path)
     if not isinstance(obj, dict):
         raise ValueError(f'--input: {path} holds a {type(obj).__name__}, not a dict of tensors')

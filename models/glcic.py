@@ -254,9 +254,8 @@ def convert_otenim(state):
     Download: the Google Drive links in otenim's README (CelebA: model_cn, optional model_cd,
     and config.json, which holds the mean pixel value ``mpv`` the completion network needs).
 
-    The numbers of config.json go in as one more input file, e.g. an .npz written by
-    ``np.savez('config.npz', **{k: v for k, v in json.load(open('config.json')).items()
-    if k in ('mpv', 'cn_input_size', 'ld_input_size', 'hole_min_w', 'hole_min_h')})``.
+    config.json goes in as one more input file (``--input model_cn --input config.json``);
+    models/convert.py reads its numeric entries as arrays.
 
     ``state`` merges the tensors of ``model_cn`` (``conv1.weight``, ``bn1.running_mean``, ...),
     optionally of ``model_cd`` (``model_ld.*``, ``model_gd.*``, ``linear1.*``) and the numeric

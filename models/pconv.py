@@ -292,13 +292,15 @@ class PConv(InpaintModel):
         comp = self.composite(raw, image, mask)
         valid_l1 = paddle.abs((raw - image) * (1.0 - mask)).mean()
         hole_l1 = paddle.abs((raw - image) * mask).mean()
-        with paddle.no_grad():
-            feats_gt = self.vgg(image)
-        n = image.shape[0]
-        feats = self.vgg(paddle.concat([raw, comp]))
-        feats_out, feats_comp = [f[:n] for f in feats], [f[n:] for f in feats]
-        perc = perceptual_l1(feats_out, feats_gt) + perceptual_l1(feats_comp, feats_gt)
-        style = style_l1(feats_out, feats_gt) + style_l1(feats_comp, feats_gt)
+        perc = style = paddle.zeros([])
+        if cfg['perceptual_alpha'] or cfg['style_alpha']:  # no VGG needed when both are off
+            with paddle.no_grad():
+                feats_gt = self.vgg(image)
+            n = image.shape[0]
+            feats = self.vgg(paddle.concat([raw, comp]))
+            feats_out, feats_comp = [f[:n] for f in feats], [f[n:] for f in feats]
+            perc = perceptual_l1(feats_out, feats_gt) + perceptual_l1(feats_comp, feats_gt)
+            style = style_l1(feats_out, feats_gt) + style_l1(feats_comp, feats_gt)
         tv = dilated_hole_tv(comp, mask)
         loss = (cfg['valid_alpha'] * valid_l1 + cfg['hole_alpha'] * hole_l1
                 + cfg['perceptual_alpha'] * perc + cfg['style_alpha'] * style

@@ -25,8 +25,8 @@ def make_batch(cfg, n=2, seed=0, size=None, per_sample=False):
     from data import MaskGenerator
     h, w = size or (cfg['image_size'], cfg['image_size'])
     rng = np.random.RandomState(seed)
-    base = rng.uniform(-1, 1, (n, 3, h // 8, w // 8)).astype('float32')
-    image = base.repeat(8, axis=2).repeat(8, axis=3)  # piecewise-constant, [-1, 1]
+    base = rng.uniform(-1, 1, (n, 3, -(-h // 8), -(-w // 8))).astype('float32')
+    image = base.repeat(8, axis=2).repeat(8, axis=3)[:, :, :h, :w]  # piecewise-constant
     box = cfg.get('bbox_size', cfg['image_size'] // 2)
     gen = MaskGenerator('bbox', (h, w), box, cfg.get('max_delta', box // 4), cfg.get('margin', 0),
                         per_sample=per_sample)

@@ -498,7 +498,7 @@ class ContextualAttention(nn.Layer):
         raw = extract_patches(b, 2 * self.rate, self.rate)  # [N, C*(2r)^2, Lb]
         f_s, b_s = resize(f, small), resize(b, small)
         if mask is None:
-            mask = paddle.zeros([n, 1, h, w], f.dtype)
+            mask = paddle.zeros_like(f[:, :1])  # also for sizes known only at run time
         elif self.mask_from == 'features':
             mask = resize(mask, (h, w))
         known = known_patch_mask(resize(mask, small), self.ksize)

@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,17 @@ class ImageOutputs(paddle.nn.Layer):
         return tuple(out[name] for name in self.names)
 
 
+def trace_summary(error):
+    """'file:line: ErrorType: message' from a dy2static error (its text holds the user frames)."""
+    text = str(error)
+    frames = re.findall(r'File "([^"]+)", line (\d+)', text)
+    ours = [f'{Path(f).name}:{n}' for f, n in frames if 'site-packages' not in f
+            and 'to_static_tmp' not in f]
+    errors = re.findall(r'^\s*(\w+(?:Error|Exception)): (.+)$', text, re.M)
+    kind, message = errors[-1] if errors else (type(error).__name__, text.strip()[:200])
+    return f"{ours[-1] + ': ' if ours else ''}{kind}: {message.strip()}"
+
+
 def export(model, folder, name=None):
     """Writes ``model`` (an InpaintModel) to ``folder`` for paddle.inference; returns the folder.
 
@@ -59,10 +71,9 @@ def export(model, folder, name=None):
     try:
         static = paddle.jit.to_static(wrapper, input_spec=spec, full_graph=True)
         paddle.jit.save(static, str(folder / 'model'))
-    except Exception as e:  # dy2static raises many types; report the model and the last line
-        message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    except Exception as e:  # dy2static raises many types; report the model, place and error
         raise RuntimeError(f'export: {name} could not be traced with dynamic shapes: '
-                           f'{message}') from e
+                           f'{trace_summary(e)}') from e
     meta = dict(model=name, config=model.cfg, size_multiple=int(model.SIZE_MULTIPLE),
                 outputs=wrapper.names, inputs=['image', 'mask'], paddle=paddle.__version__)
     (folder / EXPORT_META).write_text(json.dumps(meta, indent=1))

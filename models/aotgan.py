@@ -307,9 +307,11 @@ class AOTGAN(InpaintModel):
                               PERCEPTUAL_LAYERS + STYLE_LAYERS, normalize='imagenet')
         self.min_size = 4 * (max(rates) + 1)
 
+    @paddle.jit.not_to_static  # static sizes only; -1 marks a dynamic size while exporting
     def check_inputs(self, image, mask):
         mask = super().check_inputs(image, mask)
-        if min(image.shape[2:]) < self.min_size:
+        sizes = [s for s in image.shape[2:] if s > 0]
+        if sizes and min(sizes) < self.min_size:
             raise ValueError(f'image: AOT-GAN needs height and width of at least '
                              f'{self.min_size}, got {image.shape[2]}x{image.shape[3]}')
         return mask

@@ -126,6 +126,11 @@ def conv4x4(in_channels, out_channels, transpose=False, init=None):
                  bias_attr=bias_attr)
 
 
+def leaky_relu(x, slope=0.2):
+    """LeakyReLU as ``max(x, slope * x)``: paddle2onnx 2.1 exports leaky_relu's slope wrongly."""
+    return paddle.maximum(x, slope * x)
+
+
 def mask_update(x, alpha=0.8):
     """The mask update ``ReLU(x) ** alpha`` (official ``MaskUpdate(0.8)``), with a zero gradient
     where x <= 0.
@@ -187,7 +192,7 @@ class ForwardAttention(nn.Layer):
         features = self.conv(x)
         mask_features = self.mask_conv(mask)
         attention = self.attention(mask_features)
-        out = F.leaky_relu(features * attention, 0.2)
+        out = leaky_relu(features * attention)
         return out, mask_update(mask_features), features, attention
 
 
@@ -213,7 +218,7 @@ class ReverseAttention(nn.Layer):
 
     def forward(self, skip, x, maps):
         # encoder half first, matching the [forward, reverse] order of the maps
-        return F.leaky_relu(paddle.concat([skip, self.conv(x)], axis=1) * maps, 0.2)
+        return leaky_relu(paddle.concat([skip, self.conv(x)], axis=1) * maps)
 
 
 class Generator(nn.Layer):

@@ -12,6 +12,7 @@ layers the process happened to build before the model.
 """
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -133,9 +134,30 @@ def load_model_state(model, tensors, path='checkpoint'):
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in given.items()})
 
 
+def _accumulator_names(optimizer):
+    """{(parameter name, accumulator type): variable name}, creating the accumulators now.
+
+    Paddle names an accumulator ``<param>_<type>_<n>`` with a process-wide counter ``n`` when it
+    first creates it, so a checkpoint's ``moment1_0`` can be this process's ``moment1_2`` (a
+    notebook that built another model first). Creating them here lets the state be matched by
+    type instead of by the counter. Private Paddle API (2.6 and 3.x); {} if it is unavailable.
+    """
+    params = [p for p in getattr(optimizer, '_parameter_list', None) or []
+              if not isinstance(p, dict) and not p.stop_gradient]
+    try:
+        block = paddle.static.default_main_program().global_block()
+        optimizer._create_accumulators(block, params)
+        return {(pname, acc_type): var.name
+                for acc_type, by_param in optimizer._accumulators.items()
+                for pname, var in by_param.items()}
+    except (AttributeError, TypeError):
+        return {}
+
+
 def load_optimizer_state(optimizer, model, name, tensors, state):
     """Restores optimizer ``name`` saved by ``save_checkpoint`` into ``optimizer``."""
     auto_name = {struct: p.name for struct, p in model.named_parameters()}
+    actual = _accumulator_names(optimizer)
     prefix = name + '/'
     opt_state = dict(state.get('optimizers', {}).get(name, {}))
     for key, value in tensors.items():
@@ -146,5 +168,8 @@ def load_optimizer_state(optimizer, model, name, tensors, state):
         if sep and struct not in auto_name:
             raise CheckpointError(f'checkpoint: optimizer {name} has state for unknown parameter '
                                   f'{struct}')
-        opt_state[f'{auto_name[struct]}_{suffix}' if sep else key] = paddle.to_tensor(value)
+        if sep:
+            acc_type = re.sub(r'_\d+$', '', suffix)  # moment1_0 -> moment1
+            key = actual.get((auto_name[struct], acc_type), f'{auto_name[struct]}_{suffix}')
+        opt_state[key] = paddle.to_tensor(value)
     optimizer.set_state_dict(opt_state)

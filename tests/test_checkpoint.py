@@ -85,6 +85,39 @@ def test_optimizer_state_uses_structured_names_and_round_trips(tmp_path):
     assert np.array_equal(restored, tensors['optG/netG.coarse.conv1.conv.weight:moment1_0'])
 
 
+def test_optimizer_state_loads_whatever_accumulator_counter_the_process_is_at(tmp_path):
+    """Paddle numbers accumulators per process (``<param>_moment1_<n>``): a notebook that already
+    trained a model with the same parameter names gets other suffixes. Loading matches by
+    accumulator type, restores the values, and the next step runs."""
+    def build(seed):
+        with paddle.utils.unique_name.guard():  # same auto names each time, as in train.py
+            model = tiny(seed)
+            return model, paddle.optimizer.Adam(1e-3, parameters=model.netG.parameters())
+
+    def step(model, opt):
+        mask = paddle.zeros([1, 1, 64, 64])
+        mask[:, :, 16:48, 16:48] = 1.0
+        model(paddle.rand([1, 3, 64, 64]), mask)['pred'].mean().backward()
+        opt.step()
+        opt.clear_grad()
+
+    step(*build(0))  # an earlier model in this process advances the accumulator counters
+    model, opt = build(0)
+    step(model, opt)
+    path = tmp_path / 'c.safetensors'
+    save_checkpoint(path, model, {'optG': opt}, {})
+    tensors, state = read_checkpoint(path)
+    fresh, fresh_opt = build(1)
+    load_model_state(fresh, tensors, path)
+    load_optimizer_state(fresh_opt, fresh, 'optG', tensors, state)
+    name = fresh.netG.coarse.conv1.conv.weight.name
+    (restored,) = [v for k, v in fresh_opt.state_dict().items() if k.startswith(name + '_moment1')]
+    (saved,) = [v for k, v in tensors.items()
+                if k.startswith('optG/netG.coarse.conv1.conv.weight:moment1')]
+    assert np.abs(saved).sum() > 0 and np.array_equal(restored.numpy(), saved)
+    step(fresh, fresh_opt)
+
+
 def test_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
     path = tmp_path / 'c.safetensors'
     save_checkpoint(path, tiny(), {}, {})

@@ -273,6 +273,12 @@ def main(argv=None):
     dataset = ImageDataset(cfg['data'], cfg['image_size'], train=True,
                            random_crop=cfg['random_crop'], flip=cfg['flip'])
     masks = masks_from_config(cfg)
+    # Model and optimizers (built under a name guard so optimizer state keys are stable), and
+    # the files its losses need (VGG weights), before anything is written.
+    with paddle.utils.unique_name.guard():
+        model = build(cfg['model'], cfg)
+        optimizers = model.make_optimizers()
+    model.check_training()
     val = make_validation(cfg, masks) if cfg['val_count'] > 0 and lead else None
     if lead:
         if args.overwrite and not resume:
@@ -308,10 +314,6 @@ def main(argv=None):
         return dict(image=data['image'], mask=paddle.to_tensor(mask), bbox=bbox,
                     **{k: paddle.to_tensor(v) for k, v in extra.items()})
 
-    # Model and optimizers (built under a name guard so optimizer state keys are stable).
-    with paddle.utils.unique_name.guard():
-        model = build(cfg['model'], cfg)
-        optimizers = model.make_optimizers()
     opt_g, opt_d = optimizers['optG'], optimizers.get('optD')
     scaler = paddle.amp.GradScaler() if amp == 'float16' else None
     it = 0

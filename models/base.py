@@ -88,6 +88,16 @@ class InpaintModel(nn.Layer):
         """(critic steps, whether to step the generator) at 0-based iteration ``it``."""
         return (self.cfg.get('d_steps', 1) if self.trains_critic else 0), True
 
+    def check_training(self):
+        """Fails before training starts when a file the losses need is missing (VGG weights):
+        loads every ``FeatureNet`` the model holds, unless its loss terms are switched off."""
+        from models.vgg import FeatureNet
+        if not (self.cfg.get('perceptual_alpha', 1) or self.cfg.get('style_alpha', 1)):
+            return
+        for value in vars(self).values():
+            if isinstance(value, FeatureNet):
+                value.load()
+
     def prepare_data(self, dataset):
         """Hook for statistics of the training data, stored in the model's buffers."""
 

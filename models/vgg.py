@@ -139,9 +139,14 @@ class FeatureNet:
         self.path, self.arch, self.outputs, self.normalize = path, arch, tuple(outputs), normalize
         self.net = None
 
-    def __call__(self, x):
+    def load(self):
+        """Loads the weights now (errors early); later calls reuse them."""
         if self.net is None:
             self.net = load_vgg(self.path, self.arch, self.outputs)
+        return self.net
+
+    def __call__(self, x):
+        self.load()
         x = (x + 1.0) * 0.5
         if self.normalize == 'imagenet':
             mean = paddle.to_tensor(IMAGENET_MEAN, dtype=x.dtype).reshape([1, 3, 1, 1])

@@ -273,3 +273,11 @@ def test_init_from_starts_a_fresh_run_from_other_weights(smoke, photos, tmp_path
     proc = train(photos, tmp_path, 'wrong', '--max_iters', 1, '--init_from', source,
                  '--model', 'deepfill_v2', check=False)
     assert proc.returncode == 2 and 'holds a deepfill_v1 model' in proc.stderr
+
+
+def test_missing_vgg_weights_fail_before_anything_is_written(photos, tmp_path):
+    proc = run('train.py', '--model', 'pconv', '--data', photos, '--checkpoints_dir', tmp_path,
+               '--vgg_weights', tmp_path / 'nope.pth', '--device', 'cpu', check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert 'vgg_weights' in proc.stderr and 'vgg16-397923af.pth' in proc.stderr
+    assert not any(tmp_path.iterdir())  # no run folder

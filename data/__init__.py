@@ -1,6 +1,6 @@
-"""Data pipeline: image I/O, datasets, hole masks and metrics.
+"""Data pipeline: image I/O, datasets, hole masks and sketches.
 
-numpy/PIL/OpenCV only: nothing here imports paddle, so `data` can be imported before the model
+numpy/PIL/OpenCV only: nothing here imports paddle, so ``data`` can be imported before the model
 package sets its environment variables. Images are float32 CHW RGB in [-1, 1]; masks are float32
 [1, H, W] or [N, 1, H, W] with 1 = hole.
 """
@@ -8,20 +8,18 @@ package sets its environment variables. Images are float32 CHW RGB in [-1, 1]; m
 from .dataset import (BUILTIN_TRAIN, BUILTIN_VAL, IMAGE_EXTENSIONS, ImageDataset,
                       InfiniteSampler, collate, list_images, load_builtin, read_flist,
                       resolve_source, validation_source)
-from .io import (ImageReadError, read_image, read_mask, resize_mask, save_image, to_tensor_range,
-                 to_uint8)
-from .masks import (MASK_TYPES, MaskFolder, MaskGenerator, bbox_to_mask, box_around_mask,
-                    brush_stroke_mask, free_form_mask, hole_ratio_bucket, irregular_mask,
+from .io import (ImageReadError, read_grey, read_image, read_mask, resize_mask, save_image,
+                 to_tensor_range, to_uint8)
+from .masks import (MASK_GENERATORS, MASK_TYPES, MaskFolder, MaskGenerator, bbox_to_mask,
+                    box_around_mask, brush_stroke_mask, free_form_mask, irregular_mask,
                     mask_for_index, masks_from_config, random_bbox)
-from .metrics import METRIC_NAMES, compute_all, hole_l1, l1_error, l2_error, psnr, ssim, tv
 
 __all__ = [
     "BUILTIN_TRAIN", "BUILTIN_VAL", "IMAGE_EXTENSIONS", "ImageDataset", "InfiniteSampler",
     "collate", "list_images", "load_builtin", "read_flist", "resolve_source", "validation_source",
-    "ImageReadError", "read_image", "read_mask", "resize_mask", "save_image", "to_tensor_range",
-    "to_uint8",
-    "MASK_TYPES", "MaskFolder", "MaskGenerator", "bbox_to_mask", "box_around_mask",
-    "hole_ratio_bucket", "irregular_mask",
-    "brush_stroke_mask", "free_form_mask", "mask_for_index", "masks_from_config", "random_bbox",
-    "METRIC_NAMES", "compute_all", "hole_l1", "l1_error", "l2_error", "psnr", "ssim", "tv",
+    "ImageReadError", "read_grey", "read_image", "read_mask", "resize_mask", "save_image",
+    "to_tensor_range", "to_uint8",
+    "MASK_GENERATORS", "MASK_TYPES", "MaskFolder", "MaskGenerator", "bbox_to_mask",
+    "box_around_mask", "brush_stroke_mask", "free_form_mask", "irregular_mask", "mask_for_index",
+    "masks_from_config", "random_bbox",
 ]

@@ -115,14 +115,34 @@ def read_image(path):
     return np.ascontiguousarray(colour, dtype=np.uint8)
 
 
+def _luminance(path):
+    """Grey values in [0, 255] (float32 [H, W]); alpha composited over black (see read_grey)."""
+    colour, alpha = _decode(path)
+    value = colour.astype(np.float32)
+    if value.ndim == 3:
+        value = value @ np.array([0.299, 0.587, 0.114], np.float32)
+    if alpha is not None and alpha.min() < 255:
+        value = value * (alpha.astype(np.float32) / 255.0)
+    return value
+
+
+def read_grey(path):
+    """Reads an image as grey values in [0, 1] (masks, user sketches).
+
+    A not fully opaque alpha channel is composited over black first, so strokes painted on a
+    transparent layer work. Colour images use their luminance (ITU-R 601, as PIL's 'L').
+
+    Returns:
+        float32 array [H, W] in [0, 1].
+
+    Raises:
+        ImageReadError: missing, truncated, corrupt or non-image file.
+    """
+    return _luminance(path) / 255.0
+
+
 def read_mask(path, threshold=127):
-    """Reads a mask image: white (> threshold, default 127) = hole. Also reads user sketches.
-
-    A not fully opaque alpha channel is composited over black first, so a mask painted white on
-    a transparent layer works. Colour masks use their luminance (ITU-R 601, as PIL's 'L').
-
-    Args:
-        path: mask file, any size.
+    """Reads a mask image: white (> threshold, default 127, of 255) = hole (see ``read_grey``).
 
     Returns:
         float32 array [H, W] in {0, 1}, 1 = hole.
@@ -130,13 +150,7 @@ def read_mask(path, threshold=127):
     Raises:
         ImageReadError: missing, truncated, corrupt or non-image file.
     """
-    colour, alpha = _decode(path)
-    value = colour.astype(np.float32)
-    if value.ndim == 3:
-        value = value @ np.array([0.299, 0.587, 0.114], np.float32)
-    if alpha is not None and alpha.min() < 255:
-        value = value * (alpha.astype(np.float32) / 255.0)
-    return (value > threshold).astype(np.float32)
+    return (_luminance(path) > threshold).astype(np.float32)
 
 
 def resize_mask(mask, size_hw):

@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw
 from .dataset import IMAGE_EXTENSIONS, list_images, read_flist
 from .io import ImageReadError, read_mask, resize_mask, warn_skip
 
-MASK_TYPES = ("bbox", "free_form", "irregular", "file")
 HOLE_RANGE = (0.01, 0.6)  # PConv paper: test buckets (0.01, 0.1], ..., (0.5, 0.6]
 
 
@@ -202,14 +201,6 @@ def irregular_mask(rng, image_size, hole_range=HOLE_RANGE):
     return np.asarray(canvas, np.float32)[None].copy()
 
 
-def hole_ratio_bucket(ratio, edges=(0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)):
-    """PConv's evaluation bucket of a hole ratio: '0.1-0.2' for (0.1, 0.2]; None outside."""
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if lo < ratio <= hi:
-            return f"{lo:g}-{hi:g}"
-    return None
-
-
 def box_around_mask(mask, bbox_size):
     """A bbox_size box centred on the bounding box of the hole, shifted inside the image.
 
@@ -321,9 +312,9 @@ class MaskGenerator:
     def __init__(self, mask_type, image_size, bbox_size=(128, 128), max_delta=(32, 32),
                  margin=(0, 0), mask_dir=None, per_sample=False, hole_range=HOLE_RANGE,
                  invert=False):
-        if mask_type not in MASK_TYPES:
+        if mask_type not in MASK_GENERATORS:
             raise ValueError(f"masks: unknown mask_type {mask_type!r} "
-                             f"(valid: {', '.join(MASK_TYPES)})")
+                             f"(valid: {', '.join(MASK_GENERATORS)})")
         self.mask_type, self.per_sample = mask_type, per_sample
         self.size, self.bbox_size = _pair(image_size), _pair(bbox_size)
         self.max_delta, self.margin = _pair(max_delta), _pair(margin)
@@ -341,16 +332,8 @@ class MaskGenerator:
         self.folder = MaskFolder(mask_dir, self.size, invert) if mask_type == "file" else None
 
     def _one(self, rng):
-        if self.mask_type == "bbox":
-            bbox = random_bbox(rng, self.size, self.bbox_size, self.margin)
-            return bbox_to_mask(bbox, self.size, self.max_delta, rng), bbox
-        if self.mask_type == "free_form":
-            mask = free_form_mask(rng, self.size, self.bbox_size, self.max_delta, self.margin)
-        elif self.mask_type == "irregular":
-            mask = irregular_mask(rng, self.size, self.hole_range)
-        else:
-            mask = self.folder.sample(rng)
-        return mask, box_around_mask(mask, self.bbox_size)
+        mask, bbox = MASK_GENERATORS[self.mask_type](self, rng)
+        return mask, bbox if bbox is not None else box_around_mask(mask, self.bbox_size)
 
     def __call__(self, rng, batch_size):
         draws = [self._one(rng) for _ in range(batch_size if self.per_sample else 1)]
@@ -358,6 +341,30 @@ class MaskGenerator:
             draws = draws * batch_size
         masks = np.stack([mask for mask, _ in draws]).astype(np.float32)
         return masks, np.asarray([bbox for _, bbox in draws], np.int64).reshape(-1, 4)
+
+
+def _bbox_hole(gen, rng):
+    bbox = random_bbox(rng, gen.size, gen.bbox_size, gen.margin)
+    return bbox_to_mask(bbox, gen.size, gen.max_delta, rng), bbox
+
+
+def _free_form_hole(gen, rng):
+    return free_form_mask(rng, gen.size, gen.bbox_size, gen.max_delta, gen.margin), None
+
+
+def _irregular_hole(gen, rng):
+    return irregular_mask(rng, gen.size, gen.hole_range), None
+
+
+def _file_hole(gen, rng):
+    return gen.folder.sample(rng), None
+
+
+# mask_type -> generator(MaskGenerator, rng) -> (mask [1, H, W], its box or None: the box
+# around the hole is then computed)
+MASK_GENERATORS = {"bbox": _bbox_hole, "free_form": _free_form_hole,
+                   "irregular": _irregular_hole, "file": _file_hole}
+MASK_TYPES = tuple(MASK_GENERATORS)
 
 
 def mask_for_index(mask_gen, seed, index):

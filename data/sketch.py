@@ -2,13 +2,11 @@
 
 The official code trained the guided model on edge maps from a learned detector (HED) whose
 weights we cannot ship; we use the classical Canny detector on a Gaussian-blurred grey image
-instead, with the thresholds in the model config. At test time the user draws the sketch:
-white lines (> edge_threshold * 255) on black, of the photo's size.
+instead, with the thresholds in the model config (``DeepFillV2.extra_inputs`` calls it). At test
+time the user draws the sketch: white lines on black, of the photo's size.
 """
 import cv2
 import numpy as np
-
-from .io import read_mask
 
 
 def canny_edges(images, sigma=2.0, low=30, high=80):
@@ -29,23 +27,3 @@ def canny_edges(images, sigma=2.0, low=30, high=80):
             g = cv2.GaussianBlur(g, (0, 0), sigma)
         out.append(cv2.Canny(g, low, high, L2gradient=True) > 0)
     return np.stack(out)[:, None].astype(np.float32)
-
-
-def read_sketch(path, threshold=0.6):
-    """A user sketch: float32 [H, W] in {0, 1}, 1 where the image is brighter than threshold*255
-    (the official ``edge / 255 > edge_threshold``); alpha is composited over black."""
-    return read_mask(path, threshold=threshold * 255)
-
-
-def guidance(cfg, images):
-    """Extra generator inputs a run's config asks for, computed from ground-truth images.
-
-    Args:
-        images: float [N, 3, H, W] in [-1, 1], numpy or paddle.
-    Returns {'sketch': float32 [N, 1, H, W]} for guided models (Canny edges with the config's
-    thresholds, as in training), else {}.
-    """
-    if not cfg.get('guided'):
-        return {}
-    images = images.numpy() if hasattr(images, 'numpy') else images  # a paddle batch
-    return {'sketch': canny_edges(images, cfg['canny_sigma'], cfg['canny_low'], cfg['canny_high'])}

@@ -1,10 +1,11 @@
 """Inpainting models behind one interface, and the registry that names them.
 
-Every model class exposes ``DEFAULTS`` (paper hyper-parameters), ``TINY`` (a small config for
-tests), ``forward(image, mask) -> dict``, ``g_loss(batch, out)``, ``d_loss(batch, out)`` and the
-sub-layers ``netG`` / ``netD``; train.py and test.py only ever talk to that interface.
+Every model class implements ``models.base.InpaintModel`` (``DEFAULTS``, ``TINY``, ``forward``,
+``g_loss``/``d_loss``, ``netG``/``netD``, the ``extra_inputs`` hook); train.py, test.py, the
+Inpainter and export only ever talk to that interface. Networks only: weight files live in
+weights/, inference in inference/.
 """
-from models import runtime  # noqa: F401  (sets the CPU math-library switch before paddle loads)
+import runtime  # noqa: F401  (sets the CPU math-library switch before paddle loads)
 from models.aotgan import AOTGAN
 from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2

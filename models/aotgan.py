@@ -50,8 +50,6 @@ Choices and deviations:
 - Inputs must be multiples of 4 and at least 36 pixels (reflect padding of the rate-8 branch
   needs feature maps larger than 8 at 1/4 resolution).
 """
-import re
-
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -62,7 +60,7 @@ from paddle.nn.initializer import Constant, Normal
 from models.base import InpaintModel
 from models.losses import perceptual_l1, style_l1
 from models.ops import resize_bilinear_align_corners
-from models.vgg import FeatureNet
+from models.features import FeatureNet
 
 DEFAULTS = dict(
     image_size=512,          # option.py --image_size (RandomResizedCrop 512)
@@ -78,7 +76,7 @@ DEFAULTS = dict(
     blur_ksize=71,           # smgan(ksize=71): Gaussian blur of the critic's fake target
     blur_sigma=10.0,         # gaussian_blur(..., (10, 10))
     official_g_adv=False,    # True: the official generator term mean (D - 1)^2 (docstring)
-    vgg_weights='checkpoints/vgg19-dcbb9e9d.pth',  # torchvision ImageNet VGG19 (models/vgg.py)
+    vgg_weights='checkpoints/vgg19-dcbb9e9d.pth',  # torchvision ImageNet VGG19 (models/features.py)
     lr=1e-4,                 # --lrg and --lrd
     beta1=0.5,               # --beta1
     beta2=0.999,             # --beta2
@@ -202,86 +200,6 @@ def gaussian_blur(x, ksize=71, sigma=10.0):
     return F.conv2d(x, taps.reshape([1, 1, 1, ksize]), padding=[0, pad])
 
 
-# ------------------------------------------------------------------------- weight conversion
-_G_KEYS = [  # official / PaddleGAN module path -> ours (same Conv2D layout in both frameworks)
-    (r'encoder\.1\.', 'enc1.'), (r'encoder\.3\.', 'enc2.'), (r'encoder\.5\.', 'enc3.'),
-    (r'middle\.(\d+)\.(block\d\d|fuse|gate)\.1\.', r'middle.\1.\2.'),
-    (r'decoder\.0\.conv\.', 'dec1.'), (r'decoder\.2\.conv\.', 'dec2.'), (r'decoder\.4\.', 'dec3.'),
-]
-_D_KEYS = [(r'conv\.([0246])\.', lambda m: f'conv{int(m.group(1)) // 2 + 1}.'),
-           (r'conv\.8\.', 'conv5.')]
-_PREFIXES = ('module.', 'netG.', 'net_gen.', 'generator.', 'netD.', 'discriminator.')
-
-
-def _rename(key, table):
-    for pattern, repl in table:
-        new, hits = re.subn('^' + pattern, repl, key)
-        if hits:
-            return new
-    return None
-
-
-def convert_reference(state):
-    """Official-layout AOT-GAN weights (official PyTorch code and PaddleGAN's port alike).
-
-    Both keep the official module paths (``encoder.1.weight``, ``middle.0.block00.1.weight``,
-    ``conv.0.weight_orig``, ...) and the conv layout [out, in, kh, kw], which Paddle shares;
-    spectral-norm ``u`` and ``v`` are carried over. Generator and critic keys may come in one
-    dict, prefixed with ``netG.``/``netD.``/``net_gen.`` (PaddleGAN files) or ``module.``.
-
-    Returns:
-        ({our state_dict key: array}, config overrides: cnum, block_num, d_cnum).
-    """
-    params, unknown = {}, []
-    for key, value in state.items():
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        g, d = _rename(key, _G_KEYS), _rename(key, _D_KEYS)
-        if g is not None:
-            params['netG.' + g] = np.asarray(value, np.float32)
-        elif d is not None:
-            params['netD.' + d] = np.asarray(value, np.float32)
-        else:
-            unknown.append(key)
-    if unknown:
-        raise ValueError(f'aotgan: {len(unknown)} unexpected keys such as {unknown[0]!r} '
-                         '(expected official AOT-GAN generator/discriminator weights)')
-    if not params:
-        raise ValueError('aotgan: no AOT-GAN weights found (a PaddleGAN file nested under '
-                         "'net_gen' must be unwrapped first)")
-    config = {}
-    if 'netG.enc1.weight' in params:
-        config['cnum'] = int(params['netG.enc1.weight'].shape[0])
-        blocks = {int(k.split('.')[2]) for k in params if k.startswith('netG.middle.')}
-        config['block_num'] = len(blocks)
-        branches = {k.split('.')[3] for k in params if re.match(r'netG\.middle\.0\.block', k)}
-        if len(branches) != len(DEFAULTS['rates']):
-            raise ValueError(f'aotgan: the weights have {len(branches)} AOT branches; their '
-                             'dilation rates are not stored in the file, pass --rates')
-    if 'netD.conv1.weight_orig' in params:
-        config['d_cnum'] = int(params['netD.conv1.weight_orig'].shape[0])
-    return params, config
-
-
-def convert_official(state):
-    """Official AOT-GAN generator ``G0000000.pt`` (and critic ``D0000000.pt``), PyTorch.
-
-    Download: the CelebA-HQ and Places2 folders linked under "Pretrained models" in
-    https://github.com/researchmm/AOT-GAN-for-Inpainting (Google Drive).
-    """
-    return convert_reference(state)
-
-
-def convert_paddlegan(state):
-    """PaddleGAN's AOT-GAN generator ``AotGan_g.pdparams`` (or a PaddleGAN training file).
-
-    Download: https://paddlegan.bj.bcebos.com/models/AotGan_g.pdparams
-    """
-    return convert_reference(state)
-
-
 class AOTGAN(InpaintModel):
     """AOT-GAN generator plus the SM-PatchGAN critic and VGG19 perceptual/style losses."""
 
@@ -290,7 +208,6 @@ class AOTGAN(InpaintModel):
     TINY = TINY
     SIZE_MULTIPLE = 4  # two stride-2 convs, two x2 upsamplings
     VGG_ARCH = 'vgg19'
-    CONVERTERS = {'aotgan_official': convert_official, 'paddlegan_aotgan': convert_paddlegan}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -337,7 +254,7 @@ class AOTGAN(InpaintModel):
         mask = mask.expand_as(scores)  # Eq. 7 in the critic's labels: the hole should score 0
         return (scores ** 2 * mask).mean() / paddle.clip(mask.mean(), min=1e-8)
 
-    def g_loss(self, batch, out):
+    def g_loss(self, batch, out, phase=None):
         """``l1 + perceptual + style + adversarial``, each weighted by its config key.
 
         Terms weighted 0 are not computed (logged as 0): without the VGG and adversarial
@@ -361,7 +278,7 @@ class AOTGAN(InpaintModel):
         return loss, {'g_l1': l1.detach(), 'g_perceptual': perceptual.detach(),
                       'g_style': style.detach(), 'g_adv': adv.detach(), 'g': loss.detach()}
 
-    def d_loss(self, batch, out):
+    def d_loss(self, batch, out, phase=None):
         """SM-PatchGAN: ``mean (D(real))^2 + mean (D(fake) - blur(mask))^2``, fakes detached."""
         real, fake = batch['image'], out['composite'].detach()
         n = real.shape[0]

@@ -1,4 +1,4 @@
-"""The interface every inpainting model implements, so train.py and test.py never branch on names.
+"""The interface every inpainting model implements, so no script ever branches on a model's name.
 
 A model is an ``InpaintModel`` subclass with:
 
@@ -6,15 +6,21 @@ A model is an ``InpaintModel`` subclass with:
   config for tests) and ``SIZE_MULTIPLE`` (input height and width must be multiples of it);
 - ``netG`` (the generator: everything kept for inference) and ``netD`` (critic/discriminator
   layers, or None for models trained without one);
-- ``forward(image, mask, **conditions) -> dict`` with at least ``pred`` (raw generator output)
-  and ``composite`` (known pixels from the input, hole pixels from ``pred``), all [N,3,H,W] in
+- ``forward(image, mask, **extra) -> dict`` with at least ``pred`` (raw generator output) and
+  ``composite`` (known pixels from the input, hole pixels from ``pred``), all [N,3,H,W] in
   [-1, 1]; ``IMAGE_OUTPUTS`` lists the image-valued keys (e.g. DeepFill's ``coarse``);
-- ``g_loss(batch, out)`` and ``d_loss(batch, out)`` returning ``(loss, {name: detached value})``
-  (``d_loss`` returns None when no critic is trained); batch holds ``image``, ``mask`` and
-  whatever the mask generator adds (``bbox``);
+- ``extra_inputs(image, mask, rngs, given) -> {name: array}``: the one hook for inputs beyond
+  image and mask (DeepFill v2's sketch; latent codes later), which ``run(batch)`` passes on from
+  ``batch['extra']``. ``USER_INPUTS`` names the maps a user may draw for it (test.py makes a flag
+  of each, the Inpainter takes them as keywords);
+- ``g_loss(batch, out, phase=None)`` and ``d_loss(batch, out, phase=None)`` returning
+  ``(loss, {name: detached value})`` (``d_loss`` returns None when no critic is trained); batch
+  holds ``image``, ``mask``, ``bbox`` (the box around the hole), ``extra`` and, for critics with
+  a gradient penalty, ``alpha`` (``MIXING_DRAWS`` uniform draws per sample, drawn with the batch);
+- ``schedule(it) -> (d_steps, g_step, phase)``: what 0-based iteration ``it`` trains, and the
+  phase its losses take (GLCIC's three phases; None elsewhere);
 - ``make_optimizers() -> {'optG': ..., 'optD': ...}`` (Adam from the ``lr``/``beta1``/``beta2``
   keys, the critic's from ``d_lr``/``d_beta1``/``d_beta2`` when the model has them);
-- ``schedule(it) -> (d_steps, g_step)``: what iteration ``it`` trains (GLCIC's three phases);
 - ``prepare_data(dataset)``: called once before a fresh run (GLCIC's mean colour).
 
 Images are float32 NCHW RGB in [-1, 1]; masks are [N,1,H,W] with 1 = hole.
@@ -61,7 +67,8 @@ class InpaintModel(nn.Layer):
     TINY = {}
     SIZE_MULTIPLE = 8
     IMAGE_OUTPUTS = ('pred', 'composite')
-    OVERFIT_LR = 1e-3  # learning rate of the shared one-batch overfit test (optimizer's scale)
+    USER_INPUTS = {}   # {name: help}: maps a user may draw for extra_inputs (DeepFill v2: sketch)
+    MIXING_DRAWS = 0   # U[0, 1) draws per sample in batch['alpha'] (gradient-penalty mixing)
 
     def __init__(self, **cfg):
         super().__init__()
@@ -70,7 +77,7 @@ class InpaintModel(nn.Layer):
 
     @property
     def trains_critic(self):
-        """Whether train.py runs critic steps (False for models without one)."""
+        """Whether the training loop runs critic steps (False for models without one)."""
         return self.netD is not None
 
     @paddle.jit.not_to_static  # plain Python checks of static sizes, also while exporting
@@ -81,22 +88,46 @@ class InpaintModel(nn.Layer):
     def composite(self, pred, image, mask):
         return pred * mask + image * (1.0 - mask)
 
-    def d_loss(self, batch, out):
+    def run(self, batch):
+        """``forward`` on a batch dict: image, mask and the ``extra`` inputs (if any)."""
+        return self(batch['image'], batch['mask'], **batch.get('extra', {}))
+
+    def extra_inputs(self, image, mask, rngs=None, given=None):
+        """Inputs of ``forward`` beyond image and mask, as float32 numpy arrays by keyword.
+
+        Args:
+            image: float32 [N, 3, H, W] in [-1, 1]. With ``given`` None it is the ground truth
+                (training, evaluation), and inputs may be derived from it; otherwise it is a
+                photo to inpaint, whose hole content must not be used.
+            mask: float32 [N, 1, H, W], 1 = hole.
+            rngs: one ``numpy.random.Generator`` per sample for inputs drawn at random, so a
+                sample's draw depends on its own seed only (and not on the batch or the rank).
+            given: None, or the maps a user supplied (``USER_INPUTS`` names; float32
+                [N, 1, H, W] in [0, 1]), possibly none.
+        Returns:
+            {} here. Arrays shaped like the mask are maps in {0, 1}: the Inpainter crops and
+            resizes them as it does the mask.
+        """
+        if given:
+            raise ValueError(f'{next(iter(given))}: {self.NAME} takes no such input')
+        return {}
+
+    def mixing_weights(self, batch, k):
+        """Column ``k`` of ``batch['alpha']`` as [N, 1, 1, 1]: the real/fake mixing weights of
+        the k-th gradient penalty, drawn with the batch (so the loss itself draws nothing)."""
+        alpha = batch.get('alpha')
+        if alpha is None or alpha.shape[1] <= k:
+            raise ValueError(f"batch['alpha']: the {self.NAME} critic loss needs "
+                             f'{self.MIXING_DRAWS} U[0, 1) draws per sample, [N, '
+                             f'{self.MIXING_DRAWS}] (training.batches draws them)')
+        return alpha[:, k].reshape([-1, 1, 1, 1])
+
+    def d_loss(self, batch, out, phase=None):
         return None
 
     def schedule(self, it):
-        """(critic steps, whether to step the generator) at 0-based iteration ``it``."""
-        return (self.cfg.get('d_steps', 1) if self.trains_critic else 0), True
-
-    def check_training(self):
-        """Fails before training starts when a file the losses need is missing (VGG weights):
-        loads every ``FeatureNet`` the model holds, unless its loss terms are switched off."""
-        from models.vgg import FeatureNet
-        if not (self.cfg.get('perceptual_alpha', 1) or self.cfg.get('style_alpha', 1)):
-            return
-        for value in vars(self).values():
-            if isinstance(value, FeatureNet):
-                value.load()
+        """(critic steps, whether to step the generator, phase) at 0-based iteration ``it``."""
+        return (self.cfg.get('d_steps', 1) if self.trains_critic else 0), True, None
 
     def prepare_data(self, dataset):
         """Hook for statistics of the training data, stored in the model's buffers."""

@@ -2,7 +2,7 @@
 
 arXiv:1801.07892. Official code: https://github.com/JiahuiYu/generative_inpainting, branch
 ``v1.0.0`` (TensorFlow 1.x + neuralgym); layer names below are the official variable names.
-TF NHWC -> Paddle NCHW. The spec we follow is section 1 of ../shared/reference/deepfill-v1-v2.md.
+TF NHWC -> Paddle NCHW.
 
 Where the paper, the official code and the ports disagree we follow the official code:
 
@@ -26,8 +26,8 @@ Deliberate deviations, none of which changes the function computed with official
   trains no critic (the official script adds no critic trainer in that mode).
 - Two Adam optimisers with the official settings instead of one shared TF1 Adam object, which
   also shares its bias-correction counters between G and D.
-- Published weights load through ``CONVERTERS`` (tools/convert_weights.py). daa233's PyTorch port
-  differs in ops, so the config has switches, all defaulting to the official behaviour:
+- Published weights convert with weights/convert/deepfill.py (tools/convert_weights.py). daa233's
+  PyTorch port differs in ops, so the config has switches, all defaulting to the official behaviour:
   ``padding`` ('symmetric' in the port), ``ca_resize`` ('torch'), ``ca_patch_norm`` ('eps_sum')
   and ``d_local_conv4_mult`` (the port's local critic ends in 4*cnum filters, not 8*cnum).
 """
@@ -37,12 +37,11 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from models.attention import ATTENTION_DEFAULTS, ContextualAttention
 from models.base import InpaintModel
-from models.convert_deepfill import (convert_daa233_v1, convert_daa233_v1_tf,
-                                     convert_official_v1_tf)
 from models.losses import (ae_l1, discounted_l1, gradient_penalty, spatial_discount_mask,
                            wgan_d, wgan_g)
-from models.ops import ContextualAttention, DisConv, GenConv, GenDeconv, tf_init
+from models.ops import DisConv, GenConv, GenDeconv, tf_init
 
 DEFAULTS = dict(
     image_size=256,          # IMG_SHAPES: training crops are image_size x image_size
@@ -60,16 +59,8 @@ DEFAULTS = dict(
     gp_lambda=10.0,          # WGAN_GP_LAMBDA
     discount_gamma=0.9,      # SPATIAL_DISCOUNTING_GAMMA (paper: 0.99)
     pretrain_coarse=False,   # PRETRAIN_COARSE_NETWORK
-    ca_rate=2,               # contextual_attention(rate=2): match at half resolution
-    ca_ksize=3,              # 3x3 matching patches
-    ca_fuse_k=3,             # fuse kernel
-    ca_softmax_scale=10.0,   # softmax_scale
-    ca_fuse=True,            # fuse=True
     padding='tf_same',       # PADDING: SAME (TF, asymmetric at stride 2); 'symmetric': daa233
-    ca_resize='tf',          # resize(align_corners=True) in contextual attention; 'torch': daa233
-    ca_patch_norm='clamp',   # patches / max(||w||, 1e-4); 'eps_sum': daa233's sqrt(sum(w^2+1e-4))
-    ca_mask_from='features', # mask resized to the attention features, then by rate (official)
-    ca_chunk=1024,           # ours: foreground positions matched at once at large sizes (ops.py)
+    **ATTENTION_DEFAULTS,    # contextual attention (models/attention.py; its switches for ports)
     d_local_conv4_mult=8,    # discriminator_local conv4: cnum*8 filters (daa233: 4)
     lr=1e-4,                 # train.py: Adam learning rate
     beta1=0.5,               # train.py: AdamOptimizer(beta1=0.5, beta2=0.9)
@@ -272,8 +263,7 @@ class DeepFillV1(InpaintModel):
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
     IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
-    CONVERTERS = {'official_v1_tf': convert_official_v1_tf, 'daa233_v1': convert_daa233_v1,
-                  'daa233_v1_tf': convert_daa233_v1_tf}
+    MIXING_DRAWS = 2  # the local and the global critic's gradient penalties
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -282,11 +272,7 @@ class DeepFillV1(InpaintModel):
             raise ValueError('deepfill_v1: image_size and bbox_size must be multiples of 16 with '
                              f"bbox_size <= image_size, got {cfg['image_size']}, "
                              f"{cfg['bbox_size']}")
-        attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
-                                        cfg['ca_softmax_scale'], cfg['ca_fuse'], cfg['ca_resize'],
-                                        cfg['ca_patch_norm'], cfg['ca_mask_from'],
-                                        cfg['ca_chunk'])
-        self.netG = Generator(cfg['cnum'], attention, cfg['padding'])
+        self.netG = Generator(cfg['cnum'], ContextualAttention.from_config(cfg), cfg['padding'])
         self.netD = Critics(cfg['image_size'], cfg['bbox_size'], cfg['d_cnum'],
                             cfg['d_local_conv4_mult'], cfg['padding'])
         discount = spatial_discount_mask(cfg['bbox_size'], cfg['bbox_size'], cfg['discount_gamma'])
@@ -310,7 +296,7 @@ class DeepFillV1(InpaintModel):
             out['offsets'] = offsets
         return out
 
-    def g_loss(self, batch, out):
+    def g_loss(self, batch, out, phase=None):
         """Generator loss (official ``build_graph_with_losses``). batch: image, mask, bbox."""
         cfg, image, mask = self.cfg, batch['image'], batch['mask']
         local = lambda x: crop_patch(x, batch['bbox'], cfg['bbox_size'])  # noqa: E731
@@ -330,7 +316,7 @@ class DeepFillV1(InpaintModel):
         logs.update(g_l1=l1, g_ae=ae, g=loss)
         return loss, {k: v.detach() for k, v in logs.items()}
 
-    def d_loss(self, batch, out):
+    def d_loss(self, batch, out, phase=None):
         """Critic loss: WGAN on local and global critics plus the masked gradient penalties.
 
         The fakes are the detached composites, so this loss sends no gradient to netG. Returns
@@ -345,7 +331,9 @@ class DeepFillV1(InpaintModel):
         n = real.shape[0]
         s_local, s_global = self.netD(paddle.concat([real_l, fake_l]), paddle.concat([real, fake]))
         wgan = wgan_d(s_local[:n], s_local[n:]) + wgan_d(s_global[:n], s_global[n:])
-        gp = (gradient_penalty(self.netD.local_critic, real_l, fake_l, local(mask))
-              + gradient_penalty(self.netD.global_critic, real, fake, mask))
+        gp = (gradient_penalty(self.netD.local_critic, real_l, fake_l,
+                               self.mixing_weights(batch, 0), local(mask))
+              + gradient_penalty(self.netD.global_critic, real, fake,
+                                 self.mixing_weights(batch, 1), mask))
         loss = wgan + cfg['gp_lambda'] * gp
         return loss, {'d_wgan': wgan.detach(), 'd_gp': gp.detach(), 'd': loss.detach()}

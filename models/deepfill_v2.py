@@ -2,7 +2,7 @@
 
 arXiv:1806.03589. Official code: https://github.com/JiahuiYu/generative_inpainting, branch
 ``master`` (= tag v2.0.0; TensorFlow 1.x + neuralgym); layer names are the official variable
-names. TF NHWC -> Paddle NCHW. Spec: section 2 of ../shared/reference/deepfill-v1-v2.md.
+names. TF NHWC -> Paddle NCHW.
 
 The generator is DeepFill v1's two-stage table (imported from deepfill_v1, not copied) with every
 conv replaced by a gated convolution of ``cnum = 48`` filters, i.e. 24/48/96 output channels,
@@ -16,10 +16,11 @@ Choices and deviations:
 
 - User guidance (``guided: true``): the official code trained on edge maps from a learned
   detector (HED) whose weights we cannot ship; our training edges come from Canny on a blurred
-  grey image (``canny_sigma``, ``canny_low``, ``canny_high``; data/sketch.py). As in the official
-  code, the sketch is multiplied by the mask (only strokes inside the hole count) and fed to the
-  generator (6 input channels) and to the critic (5). User sketches are binarised at
-  ``edge_threshold`` (official 0.6).
+  grey image (``canny_sigma``, ``canny_low``, ``canny_high``; data/sketch.py), made by
+  ``extra_inputs`` from the ground truth. As in the official code, the sketch is multiplied by
+  the mask (only strokes inside the hole count) and fed to the generator (6 input channels) and
+  to the critic (5). A user's sketch (``USER_INPUTS``) is binarised at ``edge_threshold``
+  (official 0.6); without one a guided model runs with an empty sketch.
 - Adam (0.5, 0.999), lr 1e-4 for both nets, one critic step per generator step; two optimisers
   instead of the official shared TF1 Adam object (see deepfill_v1).
 - ``forward`` returns attention offsets; the official summary upsamples the flow image
@@ -30,8 +31,8 @@ Choices and deviations:
 - Spectral norm keeps ``u`` per layer as the official code ([out] here, [1, out] in TF) and runs
   one power iteration on every training forward of the critic, generator steps included, as the
   TF graph does.
-- Published weights load through ``CONVERTERS`` (tools/convert_weights.py). nipponjo's port of the
-  official weights runs contextual attention without the fuse step and resizes its mask in one
+- Published weights convert with weights/convert/deepfill.py. nipponjo's port of the official
+  weights runs contextual attention without the fuse step and resizes its mask in one
   step from the image; ``ca_fuse`` and ``ca_mask_from`` record that (the other ops switches are
   deepfill_v1's; all default to the official behaviour).
 """
@@ -40,11 +41,13 @@ from functools import partial
 import paddle
 import paddle.nn as nn
 
+import numpy as np
+
+from data.sketch import canny_edges
+from models.attention import ATTENTION_DEFAULTS, ContextualAttention
 from models.base import InpaintModel
-from models.convert_deepfill import (convert_nipponjo_v2, convert_nipponjo_v2_official,
-                                     convert_official_v2_tf)
 from models.deepfill_v1 import CoarseNet, RefineNet
-from models.ops import ContextualAttention, DisConv, GatedConv2D
+from models.ops import DisConv, GatedConv2D
 
 DEFAULTS = dict(
     image_size=256,          # img_shapes
@@ -61,16 +64,8 @@ DEFAULTS = dict(
     canny_sigma=2.0,         # our Canny training edges (the official used HED): blur, pixels
     canny_low=30,            # Canny hysteresis thresholds, 8-bit gradient magnitude
     canny_high=80,
-    ca_rate=2,               # contextual_attention(rate=2), as v1
-    ca_ksize=3,
-    ca_fuse_k=3,
-    ca_softmax_scale=10.0,
-    ca_fuse=True,
-    padding='tf_same',       # padding: SAME (see deepfill_v1 for the switches below)
-    ca_resize='tf',
-    ca_patch_norm='clamp',
-    ca_mask_from='features', # 'image': nipponjo's one-step mask resize
-    ca_chunk=1024,           # ours: bounds contextual attention's memory (see deepfill_v1)
+    padding='tf_same',       # padding: SAME (see deepfill_v1 for the switches)
+    **ATTENTION_DEFAULTS,    # contextual attention as v1 (models/attention.py)
     lr=1e-4,                 # train.py: Adam(1e-4, beta1 0.5, beta2 0.999)
     beta1=0.5,
     beta2=0.999,
@@ -133,8 +128,8 @@ class DeepFillV2(InpaintModel):
     TINY = TINY
     SIZE_MULTIPLE = 8  # two stride-2 convs, then contextual attention at rate 2
     IMAGE_OUTPUTS = ('coarse', 'pred', 'composite')
-    CONVERTERS = {'official_v2_tf': convert_official_v2_tf, 'nipponjo_v2': convert_nipponjo_v2,
-                  'nipponjo_v2_official': convert_nipponjo_v2_official}
+    USER_INPUTS = {'sketch': 'guided models: white strokes on black where edges should go in the '
+                   'hole (a file, or a folder of same-named sketches)'}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -142,12 +137,29 @@ class DeepFillV2(InpaintModel):
         if cfg['cnum'] % 2:
             raise ValueError(f"deepfill_v2: cnum counts gated filters and must be even, "
                              f"got {cfg['cnum']}")
-        attention = ContextualAttention(cfg['ca_ksize'], 1, cfg['ca_rate'], cfg['ca_fuse_k'],
-                                        cfg['ca_softmax_scale'], cfg['ca_fuse'], cfg['ca_resize'],
-                                        cfg['ca_patch_norm'], cfg['ca_mask_from'],
-                                        cfg['ca_chunk'])
-        self.netG = Generator(cfg['cnum'], cfg['guided'], attention, cfg['padding'])
+        self.netG = Generator(cfg['cnum'], cfg['guided'], ContextualAttention.from_config(cfg),
+                              cfg['padding'])
         self.netD = SNPatchGAN(5 if cfg['guided'] else 4, cfg['d_cnum'], cfg['padding'])
+
+    def extra_inputs(self, image, mask, rngs=None, given=None):
+        """A guided model's ``sketch`` [N, 1, H, W] in {0, 1}: Canny edges of the ground truth in
+        training and evaluation (the config's thresholds), else the user's sketch binarised at
+        ``edge_threshold`` (an empty one when none is given)."""
+        if not self.cfg['guided']:
+            if given:
+                raise ValueError('sketch: this model was trained without sketches (guided: false)')
+            return {}
+        if given is None:
+            c = self.cfg
+            return {'sketch': canny_edges(image, c['canny_sigma'], c['canny_low'], c['canny_high'])}
+        unknown = sorted(set(given) - {'sketch'})
+        if unknown:
+            raise ValueError(f'{unknown[0]}: deepfill_v2 takes no such input (only a sketch)')
+        sketch = given.get('sketch')
+        if sketch is None:
+            return {'sketch': np.zeros_like(mask, np.float32)}
+        levels = np.rint(np.asarray(sketch, np.float64) * 255)  # 8-bit grey, as the official
+        return {'sketch': (levels > 255 * self.cfg['edge_threshold']).astype(np.float32)}
 
     def _sketch(self, image, sketch):
         if not self.cfg['guided']:
@@ -169,12 +181,12 @@ class DeepFillV2(InpaintModel):
 
     def _critic_input(self, image, batch):
         parts = [image, batch['mask'].expand([image.shape[0], 1] + image.shape[2:])]
-        sketch = self._sketch(image, batch.get('sketch'))
+        sketch = self._sketch(image, batch.get('extra', {}).get('sketch'))
         if sketch is not None:
             parts.append(sketch * parts[1])  # the critic sees the hole's strokes, as G does
         return paddle.concat(parts, axis=1)
 
-    def g_loss(self, batch, out):
+    def g_loss(self, batch, out, phase=None):
         """``gan_alpha * -mean D(fake) + l1_alpha * (mean|gt - x1| + mean|gt - x2|)``."""
         image, cfg = batch['image'], self.cfg
         l1 = cfg['l1_alpha'] * (paddle.abs(image - out['coarse']).mean()
@@ -183,7 +195,7 @@ class DeepFillV2(InpaintModel):
         loss = cfg['gan_alpha'] * adv + l1
         return loss, {'g_adv': adv.detach(), 'g_l1': l1.detach(), 'g': loss.detach()}
 
-    def d_loss(self, batch, out):
+    def d_loss(self, batch, out, phase=None):
         """Hinge loss on real images and detached composites, in one critic pass."""
         real, fake = batch['image'], out['composite'].detach()
         scores = self.netD(paddle.concat([self._critic_input(real, batch),

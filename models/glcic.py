@@ -4,8 +4,8 @@ SIGGRAPH 2017, ACM TOG 36(4):107, doi:10.1145/3072959.3073659; no arXiv version)
 Official code: https://github.com/satoshiiizuka/siggraph2017_inpainting (commit 15c5519; Torch7
 inference only: ``inpaint.lua`` and .t7 models). Training follows the paper and the most-used
 port, https://github.com/otenim/GLCIC-PyTorch (commit 3f9de13), whose layer names we keep
-(``conv1``..``conv17``, ``deconv13``, ``bn1``..``bn16``). The spec we follow is section 3 of
-../shared/reference/pconv-lbam-glcic.md.
+(``conv1``..``conv17``, ``deconv13``, ``bn1``..``bn16``); its weights convert with
+weights/convert/glcic.py.
 
 Both networks work in [0, 1] units inside, as both references do (so their weights convert
 exactly): the image is mapped from our [-1, 1] to [0, 1], the holes are filled with the training
@@ -227,85 +227,6 @@ def bce_logits(logits, target):
     return F.binary_cross_entropy_with_logits(logits, paddle.full_like(logits, float(target)))
 
 
-def _otenim_key(key):
-    """otenim state_dict key -> ours (None: dropped). BN statistics take Paddle's names."""
-    if key.endswith('num_batches_tracked'):
-        return None
-    for theirs, ours in (('model_ld.', 'netD.local_d.'), ('model_gd.', 'netD.global_d.'),
-                         ('linear1.', 'netD.linear.')):
-        if key.startswith(theirs):
-            key = ours + key[len(theirs):]
-            break
-    else:
-        key = 'netG.' + key
-    return key.replace('.running_mean', '._mean').replace('.running_var', '._variance')
-
-
-# otenim's config.json entries (train.py arguments); read as tensors when given as an input file
-OTENIM_RUN_KEYS = ('mpv', 'cn_input_size', 'ld_input_size', 'hole_min_w', 'hole_min_h',
-                   'hole_max_w', 'hole_max_h', 'max_holes', 'steps_1', 'steps_2', 'steps_3',
-                   'snaperiod_1', 'snaperiod_2', 'snaperiod_3', 'bsize', 'bdivs',
-                   'num_test_completions', 'alpha', 'data_parallel', 'recursive_search')
-
-
-def convert_otenim(state):
-    """otenim/GLCIC-PyTorch (3f9de13): ``model_cn`` [+ ``model_cd``] + the run's ``config.json``.
-
-    Download: the Google Drive links in otenim's README (CelebA: model_cn, optional model_cd,
-    and config.json, which holds the mean pixel value ``mpv`` the completion network needs).
-
-    config.json goes in as one more input file (``--input model_cn --input config.json``);
-    models/convert.py reads its numeric entries as arrays.
-
-    ``state`` merges the tensors of ``model_cn`` (``conv1.weight``, ``bn1.running_mean``, ...),
-    optionally of ``model_cd`` (``model_ld.*``, ``model_gd.*``, ``linear1.*``) and the numeric
-    entries of config.json (``mpv``; ``cn_input_size``, ``ld_input_size`` and ``hole_min_*`` set
-    image_size, bbox_size and max_delta; the other training settings are not used). The converted
-    model runs in otenim's layer order and input encoding (``bn_order: relu_bn``,
-    ``input_encoding: filled``), so it computes exactly otenim's function.
-    """
-    run = {k: np.asarray(state[k]) for k in OTENIM_RUN_KEYS if k in state}
-    params, config = {}, dict(bn_order='relu_bn', input_encoding='filled')
-    for key, value in state.items():
-        ours = None if key in run else _otenim_key(key)
-        if ours is None:
-            continue
-        value = np.asarray(value, np.float32)
-        if ours.startswith('netD.') and '.linear' in ours and ours.endswith('weight'):
-            value = value.T  # torch Linear (out, in) -> Paddle (in, out)
-        params[ours] = np.ascontiguousarray(value)
-    if 'netG.conv1.weight' in params:
-        if 'mpv' not in run:
-            raise ValueError("otenim_glcic: the completion network needs the mean pixel value "
-                             "'mpv' of its training set: add the run's config.json as an input")
-        mpv = run['mpv'].astype(np.float32).reshape(-1)
-        if mpv.shape != (3,):
-            raise ValueError(f"otenim_glcic: 'mpv' must be 3 numbers (RGB in [0, 1]), got {mpv}")
-        params['netG.mean'] = 2.0 * mpv - 1.0
-        config['cnum'] = int(params['netG.conv1.weight'].shape[0])
-    if 'netD.linear.weight' in params:
-        config.update(_otenim_discriminator_config(params))
-    for run_key, key in (('cn_input_size', 'image_size'), ('ld_input_size', 'bbox_size')):
-        if run_key in run:
-            config[key] = int(run[run_key])
-    holes = [int(run[k]) for k in ('hole_min_w', 'hole_min_h') if k in run]
-    if holes and 'ld_input_size' in run:  # otenim: holes 48..96 px in the 96 window
-        config['max_delta'] = int(run['ld_input_size']) - min(holes)
-    return params, config
-
-
-def _otenim_discriminator_config(params):
-    """Discriminator layout (widths, conv counts, input sizes) read off converted weights."""
-    config = dict(d_cnum=int(params['netD.local_d.conv1.weight'].shape[0]))
-    for column, size_key, convs_key in (('local_d', 'bbox_size', 'local_convs'),
-                                        ('global_d', 'image_size', 'global_convs')):
-        convs = sum(f'netD.{column}.conv{i}.weight' in params for i in range(1, 10))
-        fc = params[f'netD.{column}.linear{convs + 1}.weight']  # [in, out]
-        side = int(round(np.sqrt(fc.shape[0] / params[f'netD.{column}.conv{convs}.bias'].size)))
-        config.update({convs_key: convs, size_key: side * 2 ** convs, 'd_fc': int(fc.shape[1])})
-    return config
-
-
 class GLCIC(InpaintModel):
     """Completion network plus local/global context discriminators, trained in three phases."""
 
@@ -313,10 +234,8 @@ class GLCIC(InpaintModel):
     DEFAULTS = DEFAULTS
     TINY = TINY
     SIZE_MULTIPLE = 4  # two stride-2 convs, two x2 deconvs
-    OVERFIT_LR = 1.0  # shared one-batch overfit test: Adadelta's own scale (1e-3: steps ~1e-6)
     PHASE_SCHEDULE = {1: (0, True), 2: (1, False), 3: (1, True)}  # (D steps, G step)
 
-    CONVERTERS = {'otenim_glcic': convert_otenim}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -332,7 +251,6 @@ class GLCIC(InpaintModel):
         self.netD = ContextDiscriminator(cfg['image_size'], cfg['bbox_size'], cfg['local_convs'],
                                          cfg['global_convs'], cfg['d_cnum'], cfg['d_fc'],
                                          cfg['bn_order'])
-        self.phase = 3  # set by schedule(it); outside a training loop the losses are the joint ones
 
     def phase_at(self, it):
         """Training phase of 0-based iteration ``it``: 1 (completion network, MSE only),
@@ -343,10 +261,10 @@ class GLCIC(InpaintModel):
         return 1 if it < t_c else 2 if it < t_c + t_d else 3
 
     def schedule(self, it):
-        """(D steps, G step) of iteration ``it``; remembers the phase for the losses. train.py
-        calls it before every iteration, also after a resume, so no state is needed."""
-        self.phase = self.phase_at(it)
-        return self.PHASE_SCHEDULE[self.phase]
+        """(D steps, G step, phase) of iteration ``it``; the training loop passes the phase to
+        the losses, so nothing is remembered between iterations (a resume needs no state)."""
+        phase = self.phase_at(it)
+        return (*self.PHASE_SCHEDULE[phase], phase)
 
     def prepare_data(self, dataset):
         """Sets the mean colour from up to MEAN_SAMPLES evenly spaced training items (dicts with
@@ -381,26 +299,30 @@ class GLCIC(InpaintModel):
         image = (image + 1.0) / 2.0
         return self.netD(crop_patch(image, batch['bbox'], self.cfg['bbox_size']), image)
 
-    def g_loss(self, batch, out):
-        """MSE on the hole (phases 1 and 3) plus alpha * BCE(D(composite), real) (phase 3)."""
+    def g_loss(self, batch, out, phase=None):
+        """MSE on the hole (phases 1 and 3) plus alpha * BCE(D(composite), real) (phase 3, and
+        when no phase is given: the joint objective)."""
+        phase = phase or 3
         mse = masked_mse(batch['image'], out['pred'], batch['mask'])
         logs = dict(g_mse=mse)
         loss = mse
-        if self.phase == 3:
+        if phase == 3:
             adv = bce_logits(self.score(batch, out['composite']), 1.0)
             loss = loss + self.cfg['gan_alpha'] * adv
             logs['g_adv'] = adv
-        logs.update(g=loss, phase=paddle.to_tensor(float(self.phase)))
+        logs.update(g=loss, phase=paddle.to_tensor(float(phase)))
         return loss, {k: v.detach() for k, v in logs.items()}
 
-    def d_loss(self, batch, out):
+    def d_loss(self, batch, out, phase=None):
         """Mean BCE of D on real images and on the detached composites; times alpha in the
-        joint phase. Real and fake go through D separately (separate batch statistics)."""
+        joint phase (also when no phase is given). Real and fake go through D separately
+        (separate batch statistics)."""
+        phase = phase or 3
         real_logits = self.score(batch, batch['image'])
         fake_logits = self.score(batch, out['composite'].detach())
         bce = (bce_logits(real_logits, 1.0) + bce_logits(fake_logits, 0.0)) / 2.0
-        loss = self.cfg['gan_alpha'] * bce if self.phase == 3 else bce
+        loss = self.cfg['gan_alpha'] * bce if phase == 3 else bce
         logs = dict(d_bce=bce, d_real=F.sigmoid(real_logits).mean(),
                     d_fake=F.sigmoid(fake_logits).mean(), d=loss,
-                    phase=paddle.to_tensor(float(self.phase)))
+                    phase=paddle.to_tensor(float(phase)))
         return loss, {k: v.detach() for k, v in logs.items()}

@@ -3,7 +3,7 @@
 arXiv:1909.00968. Official code: https://github.com/Vious/LBAM_Pytorch (PyTorch, commit
 b929244, the release whose ``LBAMModel(4, 3)`` state dict holds the published weights). Layer
 names follow the official ones (``ec1``..``ec7``, ``reverseConv1``..6 -> ``reverse_conv1``..6,
-``dc1``..``dc7``). Spec: section 2 of ../shared/reference/pconv-lbam-glcic.md.
+``dc1``..``dc7``); the published weights convert with weights/convert/lbam.py.
 
 A U-Net of 4x4 stride-2 convolutions whose encoder features are re-weighted by learnable
 *forward* attention maps (a learnable conv of the valid map through an asymmetric Gaussian)
@@ -55,7 +55,6 @@ Choices and deviations (the official code is followed where it and the paper dif
   With it every mask feature starts below mu, so the right half of g_A (``sigma_r``) receives
   no gradient until the mask convs grow (13 of the 79 generator tensors at the first step).
 """
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -64,7 +63,7 @@ from paddle.nn.initializer import Constant, Normal, Uniform
 
 from models.base import InpaintModel
 from models.losses import gradient_penalty, perceptual_l1, style_l1, wgan_d, wgan_g
-from models.vgg import FeatureNet
+from models.features import FeatureNet
 
 DEFAULTS = dict(
     image_size=256,          # train.py --cropSize 256 (official: resize to 350, random crop)
@@ -143,6 +142,14 @@ def mask_update(x, alpha=0.8):
     return base.pow(alpha) * positive.astype(x.dtype)
 
 
+def clamp(x, low, high):
+    """``clip(x, low, high)`` with torch.clamp's gradient: passed where low <= x <= high, the
+    bounds included (Paddle 3.0 and older pass none at a bound, where the projection in
+    training puts the value)."""
+    inside = (x >= low) & (x <= high)
+    return paddle.where(inside, x, x.clip(low, high).detach())
+
+
 class AsymmetricGaussian(nn.Layer):
     """The asymmetric Gaussian g_A: ``a exp(-sigma_l (x - mu)^2)`` for x < mu, else
     ``1 + (a - 1) exp(-sigma_r (x - mu)^2)``; four learnable scalars (shape [1]; the official
@@ -166,7 +173,7 @@ class AsymmetricGaussian(nn.Layer):
             with paddle.no_grad():
                 for p, low, high in params:
                     p.set_value(p.clip(low, high))
-        return [p.clip(low, high) for p, low, high in params]
+        return [clamp(p, low, high) for p, low, high in params]
 
     def forward(self, x):
         a, mu, sigma_l, sigma_r = self.values()
@@ -320,6 +327,7 @@ class LBAM(InpaintModel):
     SIZE_MULTIPLE = 128  # seven 4x4/s2 levels
     IMAGE_OUTPUTS = ('pred', 'composite')
     VGG_ARCH = 'vgg16'
+    MIXING_DRAWS = 1  # the gradient penalty's
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -346,7 +354,7 @@ class LBAM(InpaintModel):
         pred = self.netG(image, 1.0 - mask)
         return dict(pred=pred, composite=self.composite(pred, image, mask))
 
-    def g_loss(self, batch, out):
+    def g_loss(self, batch, out, phase=None):
         """Official generator loss: 6 hole L1 + valid L1 + 0.01 perceptual + 120 style (each on
         the output and on the composite) + 0.1 * (-mean D(fake)). L1 on [0, 1] images."""
         cfg, image, mask = self.cfg, batch['image'], batch['mask']
@@ -374,116 +382,15 @@ class LBAM(InpaintModel):
         logs['g'] = loss
         return loss, {k: v.detach() for k, v in logs.items()}
 
-    def d_loss(self, batch, out):
+    def d_loss(self, batch, out, phase=None):
         """WGAN-GP critic loss ``mean D(fake) - mean D(real) + gp_lambda * GP`` on the raw
         output (detached, so no gradient reaches netG), all in [0, 1] units."""
         real, fake, mask = to_unit(batch['image']), to_unit(out['pred'].detach()), batch['mask']
         valid = (1.0 - mask).expand([real.shape[0], 1] + mask.shape[2:])
         d_real, d_fake = self.netD(real, valid), self.netD(fake, valid)
         wgan = wgan_d(d_real, d_fake)
-        gp = gradient_penalty(lambda x: self.netD(x, valid), real, fake)
+        gp = gradient_penalty(lambda x: self.netD(x, valid), real, fake,
+                              self.mixing_weights(batch, 0))
         loss = wgan + self.cfg['gp_lambda'] * gp
         return loss, {'d_real': d_real.mean().detach(), 'd_fake': d_fake.mean().detach(),
                       'd_gp': gp.detach(), 'd': loss.detach()}
-
-
-# ----------------------------------------------------------------------------- weight converter
-def _official_generator_keys():
-    """Official ``LBAMModel(4, 3)`` key -> (our netG key, shape); 79 keys."""
-    w = widths(64, 7)
-    keys = {}
-
-    def gauss(src, dst):
-        for ours, theirs in zip(RANGES, ('a', 'mu', 'sigma1', 'sigma2')):
-            keys[f'{src}.activationFuncG_A.{theirs}'] = (f'{dst}.attention.{ours}', ())  # -> [1]
-
-    for i in range(1, 8):
-        cin = 4 if i == 1 else w[i - 2]
-        keys[f'ec{i}.conv.conv.weight'] = (f'ec{i}.conv.weight', (w[i - 1], cin, 4, 4))
-        keys[f'ec{i}.conv.maskConv.weight'] = (f'ec{i}.mask_conv.weight',
-                                               (w[i - 1], 3 if i == 1 else cin, 4, 4))
-        gauss(f'ec{i}.conv', f'ec{i}')
-    for i in range(1, 7):
-        cin = 3 if i == 1 else w[i - 2]
-        keys[f'reverseConv{i}.reverseMaskConv.weight'] = (f'reverse_conv{i}.mask_conv.weight',
-                                                          (w[i - 1], cin, 4, 4))
-        gauss(f'reverseConv{i}', f'reverse_conv{i}')
-    keys['dc1.conv.weight'] = ('dc1.conv.weight', (w[6], w[5], 4, 4))  # ConvT: (in, out, k, k)
-    for i in range(2, 7):
-        keys[f'dc{i}.conv.weight'] = (f'dc{i}.conv.weight', (2 * w[7 - i], w[6 - i], 4, 4))
-    keys['dc7.weight'] = ('dc7.weight', (2 * w[0], 3, 4, 4))
-    return keys
-
-
-def _official_critic_keys(layers=6):
-    """Official ``DiscriminatorDoubleColumn(3)`` key -> (our netD key, shape)."""
-    channels = widths(64, layers)
-    keys = {}
-    for column, ours in (('globalConv', 'global_column'), ('localConv', 'local_column')):
-        for i, (cin, cout) in enumerate(zip([3] + channels[:-1], channels), start=1):
-            conv = 0 if i == 1 else 3 * i - 4  # Sequential index: conv, [BN], LeakyReLU
-            keys[f'{column}.{conv}.weight'] = (f'{ours}.conv{i}.weight', (cout, cin, 4, 4))
-            keys[f'{column}.{conv}.bias'] = (f'{ours}.conv{i}.bias', (cout,))
-            if i > 1:
-                for theirs, mine in (('weight', 'weight'), ('bias', 'bias'),
-                                     ('running_mean', '_mean'), ('running_var', '_variance')):
-                    keys[f'{column}.{conv + 1}.{theirs}'] = (f'{ours}.bn{i}.{mine}', (cout,))
-    keys['fusionLayer.0.weight'] = ('fusion.weight', (1, 2 * channels[-1], 4, 4))
-    keys['fusionLayer.0.bias'] = ('fusion.bias', (1,))
-    return keys
-
-
-def _prefix(state, anchor):
-    """The prefix ('', 'module.', 'discriminator.', ...) under which ``anchor`` is stored, or None.
-    Reads only the key names, so the converter's use of each tensor stays tracked."""
-    for key in state.keys():
-        if key == anchor or key.endswith('.' + anchor):
-            return key[:len(key) - len(anchor)]
-    return None
-
-
-def _take(state, table, prefix, ours_prefix):
-    params = {}
-    for theirs, (ours, shape) in table.items():
-        if prefix + theirs not in state:
-            raise ValueError(f'lbam_official: missing official key {prefix + theirs}')
-        value = np.asarray(state[prefix + theirs], np.float32)
-        if value.shape != shape:
-            raise ValueError(f'lbam_official: {prefix + theirs} has shape {list(value.shape)}, '
-                             f'expected {list(shape)}')
-        params[f'{ours_prefix}.{ours}'] = value.reshape([1]) if value.ndim == 0 else value
-        if theirs.endswith('running_var'):  # a BN layer: its step counter has no use here
-            state.get(prefix + theirs.replace('running_var', 'num_batches_tracked'))
-    return params
-
-
-def convert_official(state):
-    """The official LBAM_Pytorch generator (``LBAMModel(4, 3)``, 79 tensors), and its critic
-    (``DiscriminatorDoubleColumn(3)``) when the input has one.
-
-    Download: https://drive.google.com/drive/folders/17DJEp0APDcZoWPIHwMFs78ak59pYlDPw (or Baidu
-    pan, code mvzh; links in the official README): the Paris StreetView .pth (BN off release).
-
-    Keys may carry a DataParallel ``module.`` prefix, critic keys a ``discriminator.`` prefix
-    (the official loss module's attribute); BN ``num_batches_tracked`` is dropped. No critic
-    weights were published: the official script saves the generator only. The official generator
-    reads ``[x01 * M, M]`` with ``x01 = (x + 1) / 2``, ours ``[x * M, M]``: since ``W x01 M =
-    (W / 2) x M + (W / 2) M``, ec1's image-channel weights are halved and their half-sum added to
-    the M channel's. The output needs nothing: ``2 * (tanh + 1) / 2 - 1 = tanh``. The critic
-    keeps the official [0, 1] inputs (see ``LBAM.d_loss``), so it converts unchanged.
-    """
-    g_prefix = _prefix(state, 'ec1.conv.conv.weight')
-    if g_prefix is None:
-        raise ValueError('lbam_official: no ec1.conv.conv.weight in the input; expected the '
-                         'state dict of the official LBAMModel(4, 3)')
-    params = _take(state, _official_generator_keys(), g_prefix, 'netG')
-    w = params['netG.ec1.conv.weight'].astype(np.float64)
-    folded = np.concatenate([w[:, :3] / 2, w[:, 3:] + w[:, :3].sum(1, keepdims=True) / 2], 1)
-    params['netG.ec1.conv.weight'] = folded.astype(np.float32)
-    d_prefix = _prefix(state, 'globalConv.0.weight')
-    if d_prefix is not None:
-        params.update(_take(state, _official_critic_keys(), d_prefix, 'netD'))
-    return params, dict(cnum=64, d_cnum=64, d_layers=6)
-
-
-LBAM.CONVERTERS = {'lbam_official': convert_official}

@@ -1,7 +1,6 @@
 """Loss terms as small pure functions. Images are [N, C, H, W] in [-1, 1]; masks 1 = hole."""
 import numpy as np
 import paddle
-import paddle.distributed as dist
 
 
 def spatial_discount_mask(height, width, gamma):
@@ -40,32 +39,21 @@ def wgan_g(fake_score):
     return -fake_score.mean()
 
 
-def random_interpolates(real, fake, alpha=None):
-    """``real + alpha * (fake - real)`` with one alpha ~ U[0, 1) per sample (or the given one).
-
-    Data-parallel ranks (rank r holds rows [r*n, (r+1)*n) of each global batch) draw the alphas
-    of the whole global batch from their shared seed and keep their own rows, so splitting a
-    batch over ranks does not change the penalty.
-    """
-    if alpha is None:
-        n, rank, world = real.shape[0], dist.get_rank(), dist.get_world_size()
-        alpha = paddle.rand([world * n, 1, 1, 1], dtype=real.dtype)[rank * n:(rank + 1) * n]
-    return real + alpha * (fake - real)
-
-
-def gradient_penalty(critic, real, fake, mask=None, alpha=None):
+def gradient_penalty(critic, real, fake, alpha, mask=None):
     """WGAN-GP penalty ``mean((||grad D(x_hat) * sqrt(mask)|| - 1)^2)``, normed per sample.
 
-    Follows neuralgym's ``gradients_penalty``: the squared input gradient is weighted by the hole
-    mask (so only the hole region is constrained) and summed over C, H, W of each sample.
+    ``x_hat = real + alpha * (fake - real)`` with the caller's mixing weights (drawn with the
+    batch, one per sample). Follows neuralgym's ``gradients_penalty``: the squared input gradient
+    is weighted by the hole mask (so only the hole region is constrained) and summed over C, H, W
+    of each sample.
 
     Args:
         critic: callable [N, C, H, W] -> [N, 1]; needs ops with a double backward.
         real, fake: [N, C, H, W]; fake should be detached from the generator.
+        alpha: [N, 1, 1, 1] interpolation weights in [0, 1].
         mask: [N or 1, 1, H, W] weights, or None for the plain penalty.
-        alpha: optional [N, 1, 1, 1] interpolation weights (for tests).
     """
-    x_hat = random_interpolates(real, fake, alpha).detach()
+    x_hat = (real + alpha * (fake - real)).detach()
     x_hat.stop_gradient = False
     (grad,) = paddle.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     sq = grad.square() if mask is None else grad.square() * mask

@@ -4,8 +4,7 @@ arXiv:1804.07723. Official layer: https://github.com/NVIDIA/partialconv (``model
 partialconv2d.py``, commit 610d373); NVIDIA released no inpainting network or training code, so
 the U-Net, losses and schedule follow the paper (Secs. 3.2, 3.3) and the most-used port,
 https://github.com/naoto0804/pytorch-inpainting-with-partial-conv (commit 8d64e7e), whose
-``PConvUNet`` weights load through ``CONVERTERS['naoto_pconv']``. PyTorch NCHW -> Paddle NCHW.
-Spec: section 1 of ../shared/reference/pconv-lbam-glcic.md.
+``PConvUNet`` weights convert with weights/convert/pconv.py. PyTorch NCHW -> Paddle NCHW.
 
 The network works on "valid" maps (1 = known pixel, the paper's M). The project's masks mark
 holes (1 = hole): ``PConv.forward`` converts once, ``valid = 1 - mask``, and nothing else does.
@@ -45,7 +44,7 @@ from paddle.nn.initializer import Constant, KaimingNormal
 from models.base import InpaintModel
 from models.losses import dilated_hole_tv, perceptual_l1, style_l1
 from models.ops import upsample_nearest2x
-from models.vgg import IMAGENET_MEAN, IMAGENET_STD, FeatureNet
+from models.features import IMAGENET_MEAN, IMAGENET_STD, FeatureNet
 
 DEFAULTS = dict(
     image_size=256,          # naoto --image_size 256 (the paper trains 512 with layer_size 8)
@@ -181,49 +180,6 @@ class PConvUNet(nn.Layer):
         return h, m
 
 
-def convert_naoto(state):
-    """naoto0804's ``PConvUNet`` state dict (``1000000.pth['model']``) -> (params, config).
-
-    - ``*.conv.input_conv.weight`` -> ``netG.*.conv.weight`` divided by C_in*k*k: naoto's layer
-      lacks the official sum(1) factor, so this gives identical outputs; biases are unchanged.
-    - ``*.conv.mask_conv.weight`` (frozen all-ones kernels) are dropped, after checking they are
-      ones; BatchNorm ``running_mean/var`` -> ``_mean/_variance``; ``num_batches_tracked``
-      dropped.
-    - naoto's network sees ImageNet-normalised images and outputs normalised values, so the
-      config sets ``io_norm: 'imagenet'`` (see the module docstring) along with the depth and
-      width read from the weights (image_size 2^(L+1): 256 for naoto's L = 7).
-
-    Download: https://github.com/naoto0804/pytorch-inpainting-with-partial-conv/releases/tag/v0.0.0
-    (1000000.pth: Places2, 500k iterations + 500k fine-tuning; its author: "quality not ensured").
-    """
-    params, depth = {}, 0
-    for key, value in state.items():
-        key = key[len('module.'):] if key.startswith('module.') else key
-        layer, _, rest = key.partition('.')
-        value = np.asarray(value, np.float32)
-        if rest == 'conv.mask_conv.weight':
-            if not np.all(value == 1):
-                raise ValueError(f'naoto_pconv: {key} should be all ones (a frozen mask kernel)')
-        elif rest.startswith('conv.input_conv.'):
-            name = rest[len('conv.input_conv.'):]
-            if name == 'weight':
-                value = value / np.float32(np.prod(value.shape[1:]))  # sum(1)
-            params[f'netG.{layer}.conv.{name}'] = value
-        elif rest.startswith('bn.') and not rest.endswith('num_batches_tracked'):
-            name = {'running_mean': '_mean', 'running_var': '_variance'}.get(rest[3:], rest[3:])
-            params[f'netG.{layer}.bn.{name}'] = value
-        elif not rest.endswith('num_batches_tracked'):
-            raise ValueError(f'naoto_pconv: unexpected key {key} (not a PConvUNet state dict?)')
-        if layer.startswith('enc_'):
-            depth = max(depth, int(layer[4:]))
-    first = params.get('netG.enc_1.conv.weight')
-    if first is None or first.shape[1] != 3:
-        raise ValueError('naoto_pconv: expected enc_1.conv.input_conv.weight of an RGB PConvUNet')
-    config = dict(layer_size=depth, cnum=int(first.shape[0]), io_norm='imagenet',
-                  image_size=2 ** (depth + 1))
-    return params, config
-
-
 class PConv(InpaintModel):
     """PConv U-Net trained with the paper's reconstruction, perceptual, style and TV losses."""
 
@@ -232,7 +188,6 @@ class PConv(InpaintModel):
     TINY = TINY
     VGG_ARCH = 'vgg16'
     IMAGE_OUTPUTS = ('pred', 'composite')
-    CONVERTERS = {'naoto_pconv': convert_naoto}
 
     def __init__(self, **cfg):
         super().__init__(**cfg)
@@ -280,7 +235,7 @@ class PConv(InpaintModel):
         pred = paddle.clip(raw, -1.0, 1.0)
         return dict(pred=pred, composite=self.composite(pred, image, mask), raw=raw)
 
-    def g_loss(self, batch, out):
+    def g_loss(self, batch, out, phase=None):
         """L_total of the paper on the unclipped output (batch: image, mask with 1 = hole).
 
         Pixel terms are means over N*C*H*W of the masked differences (naoto, and the authors:
@@ -315,11 +270,12 @@ class PConv(InpaintModel):
         lr = cfg['finetune_lr'] if cfg['finetune'] else cfg['lr']
         return {'optG': (self.netG, lr, cfg['beta1'], cfg['beta2'])}
 
-    def train(self, mode=True):
+    def train(self, *mode):
         """Training mode; with ``finetune`` the encoder's BatchNorm layers stay in eval mode
-        (running statistics used and frozen; their scale and shift still train)."""
-        super().train(mode)
-        if mode and self.cfg['finetune']:
+        (running statistics used and frozen; their scale and shift still train). ``mode`` is
+        passed on: Paddle 3.1+ takes ``train(mode)``, 2.6 and 3.0 take no argument."""
+        super().train(*mode)
+        if self.training and self.cfg['finetune']:
             for name, layer in self.netG.named_sublayers():
                 if name.startswith('enc_') and isinstance(layer, nn.BatchNorm2D):
                     layer.training = False  # not layer.eval(): that flips Paddle's global mode

@@ -1,28 +1,44 @@
-"""Shared fixtures. The repo root goes on sys.path, and `models` is imported before paddle so its
-CPU settings apply (models/runtime.py)."""
+"""Shared fixtures. The repo root goes on sys.path, and ``runtime`` is imported before paddle so
+its CPU settings apply."""
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import models  # noqa: E402,F401
-from models import runtime  # noqa: E402
+import runtime  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import pytest  # noqa: E402
 
+from models import MODELS, build  # noqa: E402
+from weights.features import load_feature_weights  # noqa: E402
+
 runtime.setup('cpu')
+
+# What the shared suite allows per model, as data (tests/test_common.py reads it):
+# - overfit_lr: learning rate of the one-batch overfit test, on the optimiser's own scale
+#   (GLCIC's Adadelta steps by about lr * 1e-3: at Adam's 1e-3 it would hardly move);
+# - first_step_moves_all: every generator weight changes in one step. LBAM at the official
+#   N(0, 0.02) init: its deepest attention maps underflow to exactly 0 (a * exp(-sigma (x -
+#   mu)^2) far below mu), so 13 of its 27 weights get no first-step update.
+TEST_SETTINGS = {name: dict(overfit_lr=1e-3, first_step_moves_all=True) for name in MODELS}
+TEST_SETTINGS['glcic']['overfit_lr'] = 1.0
+TEST_SETTINGS['lbam']['first_step_moves_all'] = False
 
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: longer end-to-end checks (still CPU, seconds)')
 
 
-def make_batch(cfg, n=2, seed=0, size=None, per_sample=False):
-    """A batch dict of smooth random images with box masks, as train.py builds it."""
+def make_batch(cfg, n=2, seed=0, size=None, per_sample=False, model=None):
+    """A batch dict of smooth random images with box masks, as training.batches builds it:
+    image, mask, bbox, gradient-penalty mixing weights ``alpha`` and the ``model``'s extra
+    inputs (none without a model)."""
     from data import MaskGenerator
+    from training.batches import to_batch
     h, w = size or (cfg['image_size'], cfg['image_size'])
     rng = np.random.RandomState(seed)
     base = rng.uniform(-1, 1, (n, 3, -(-h // 8), -(-w // 8))).astype('float32')
@@ -31,7 +47,9 @@ def make_batch(cfg, n=2, seed=0, size=None, per_sample=False):
     gen = MaskGenerator('bbox', (h, w), box, cfg.get('max_delta', box // 4), cfg.get('margin', 0),
                         per_sample=per_sample)
     mask, bbox = gen(rng, n)
-    return dict(image=paddle.to_tensor(image), mask=paddle.to_tensor(mask), bbox=bbox)
+    alpha = rng.uniform(size=(n, 2)).astype('float32')
+    extra = model.extra_inputs(image, mask) if model is not None else {}
+    return to_batch(image, mask, bbox, extra, alpha)
 
 
 @pytest.fixture
@@ -49,9 +67,8 @@ def random_vgg_file(arch='vgg16'):
     real loading path runs. Paths are stable within a session (tiny configs can name them).
     """
     if arch not in _VGG_FILES:
-        import tempfile
         from safetensors.numpy import save_file
-        from models.vgg import VGGFeatures, layer_names
+        from models.features import VGGFeatures, layer_names
         names = layer_names(arch)
         net = VGGFeatures(arch, (names[-1],))
         rng = np.random.RandomState(len(arch))
@@ -68,3 +85,31 @@ def random_vgg_file(arch='vgg16'):
         save_file(state, path)
         _VGG_FILES[arch] = path
     return _VGG_FILES[arch]
+
+
+def tiny(name, seed=0, **extra):
+    """The model's TINY config, built as train.py builds it (name guard, feature weights
+    loaded); models with perceptual losses get a random VGG file."""
+    cls = MODELS[name]
+    if 'vgg_weights' in cls.DEFAULTS:
+        extra.setdefault('vgg_weights', random_vgg_file(getattr(cls, 'VGG_ARCH', 'vgg16')))
+    paddle.seed(seed)
+    with paddle.utils.unique_name.guard():
+        model = build(name, {**cls.TINY, **extra})
+    load_feature_weights(model)
+    return model
+
+
+def o1_weights(layer, seed=0):
+    """Random weights scaled 1/sqrt(fan_in), so activations stay O(1) through every model (the
+    TF initialisation leaves DeepFill v2's outputs near 1e-7, where any comparison passes)."""
+    rng = np.random.RandomState(seed)
+    for name, p in layer.named_parameters():
+        if p.stop_gradient:  # fixed kernels (e.g. PConv's mask-update ones) keep their values
+            continue
+        shape = list(p.shape)
+        if len(shape) >= 2:  # conv [out, in, k, k] or linear [in, out]
+            value = rng.randn(*shape) / np.sqrt(np.prod(shape[1:]) if len(shape) > 2 else shape[0])
+        else:  # biases, norm scales (weight) and scalars
+            value = (1.0 if name.endswith('weight') else 0.0) + 0.1 * rng.randn(*shape)
+        p.set_value(np.asarray(value, 'float32'))

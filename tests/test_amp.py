@@ -12,7 +12,8 @@ import numpy as np
 import paddle
 import pytest
 
-import train
+from training import amp
+from training.config import parse_overrides, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def test_amp_on_cpu_is_refused_in_one_line(tmp_path):
 def test_amp_keys_come_from_yaml_and_command_line(tmp_path):
     config = tmp_path / 'amp.yaml'
     config.write_text('amp: true\namp_dtype: bfloat16\n')
-    parse = lambda *argv: train.resolve_config(*train_args(argv))  # noqa: E731
+    parse = lambda *argv: resolve_config(*train_args(argv))  # noqa: E731
     cfg = parse('--config', str(config))
     assert cfg['amp'] is True and cfg['amp_dtype'] == 'bfloat16'
     cfg = parse('--amp', '--amp_dtype', 'float16')
@@ -42,31 +43,31 @@ def test_amp_keys_come_from_yaml_and_command_line(tmp_path):
 
 
 def train_args(argv):
-    """(args, overrides) as train.main parses them."""
+    """(config path, overrides) as train.main parses them."""
     import argparse
     parser = argparse.ArgumentParser()
     parser.add_argument('--config')
     args, rest = parser.parse_known_args(list(argv))
-    return args, train.parse_overrides(rest)
+    return args.config, parse_overrides(rest)
 
 
 def test_amp_dtype_checks(monkeypatch):
     cfg = dict(amp=True, amp_dtype='float16')
     monkeypatch.setattr(paddle.amp, 'is_float16_supported', lambda: True)
     monkeypatch.setattr(paddle.amp, 'is_bfloat16_supported', lambda: False)
-    assert train.amp_dtype(cfg, 'gpu') == 'float16'
-    assert train.amp_dtype(cfg, 'gpu:1') == 'float16'
-    assert train.amp_dtype(dict(cfg, amp=False), 'gpu') is None
-    assert train.amp_dtype(dict(cfg, amp=False), 'cpu') is None
+    assert amp.amp_dtype(cfg, 'gpu') == 'float16'
+    assert amp.amp_dtype(cfg, 'gpu:1') == 'float16'
+    assert amp.amp_dtype(dict(cfg, amp=False), 'gpu') is None
+    assert amp.amp_dtype(dict(cfg, amp=False), 'cpu') is None
     with pytest.raises(ValueError, match=r'amp_dtype: this GPU cannot train in bfloat16 .*'
                                          'compute capability 8.0'):
-        train.amp_dtype(dict(cfg, amp_dtype='bfloat16'), 'gpu')
+        amp.amp_dtype(dict(cfg, amp_dtype='bfloat16'), 'gpu')
     with pytest.raises(ValueError, match='amp: mixed precision needs a GPU, this run is on cpu'):
-        train.amp_dtype(cfg, 'cpu')
+        amp.amp_dtype(cfg, 'cpu')
     for value in ('float32', 'fp16'):  # checked even while amp is off
         with pytest.raises(ValueError, match=f"amp_dtype: expected 'float16' or 'bfloat16', "
                                              f"got '{value}'"):
-            train.amp_dtype(dict(cfg, amp=False, amp_dtype=value), 'cpu')
+            amp.amp_dtype(dict(cfg, amp=False, amp_dtype=value), 'cpu')
 
 
 def test_autocast_outputs_are_cast_back_to_float32():
@@ -74,12 +75,13 @@ def test_autocast_outputs_are_cast_back_to_float32():
            'coarse': paddle.full([1, 3, 2, 2], 0.25).astype('bfloat16'),
            'composite': paddle.zeros([1, 3, 2, 2]),
            'offsets': paddle.zeros([1, 2, 1, 1], 'int64')}
-    cast = train.as_float32(out)
+    cast = amp.as_float32(out)
     assert [cast[k].dtype for k in out] == [paddle.float32] * 3 + [paddle.int64]
     assert float(cast['pred'].mean()) == 0.5 and float(cast['coarse'].mean()) == 0.25
     assert cast['composite'] is out['composite']
-    with train.autocast(None):
-        assert not paddle.amp.is_autocast_enabled()
+    with amp.autocast(None):  # no autocast: a float32 matmul stays float32
+        x = paddle.ones([2, 2])
+        assert paddle.matmul(x, x).dtype == paddle.float32
 
 
 def test_loss_scaler_state_goes_into_the_checkpoint_header():
@@ -88,6 +90,6 @@ def test_loss_scaler_state_goes_into_the_checkpoint_header():
             return {'scale': np.array([1024.0], np.float32), 'incr_ratio': 2.0,
                     'incr_count': 7, 'use_dynamic_loss_scaling': True}
 
-    state = json.loads(json.dumps(train.scaler_state(Scaler())))
+    state = json.loads(json.dumps(amp.scaler_state(Scaler())))
     assert state['scale'][0] == 1024.0  # GradScaler.load_state_dict reads state['scale'][0]
     assert state['incr_count'] == 7 and state['use_dynamic_loss_scaling'] is True

@@ -9,22 +9,22 @@ import paddle
 import pytest
 from safetensors.numpy import save_file
 
-import train
-from conftest import random_vgg_file
+import conftest
 from models import build
-from models.aotgan import AOTGAN, AOTBlock, convert_reference, gate_norm, gaussian_blur, \
-    gaussian_kernel1d
+from models.aotgan import AOTBlock, gate_norm, gaussian_blur, gaussian_kernel1d
 from models.base import count_parameters
-from models.checkpoint import load_model_state
 from models.ops import resize_bilinear_align_corners
+from training.step import train_step
+from weights.checkpoint import load_model_state
+from weights.convert import SOURCES
+from weights.convert.aotgan import convert_aotgan
+from weights.features import load_feature_weights
 
 FIXTURES = Path(__file__).resolve().parent / 'fixtures'
 
 
 def tiny(seed=0, **extra):
-    paddle.seed(seed)
-    with paddle.utils.unique_name.guard():
-        return build('aotgan', {**AOTGAN.TINY, 'vgg_weights': random_vgg_file('vgg19'), **extra})
+    return conftest.tiny('aotgan', seed, **extra)
 
 
 def rule(name, shape, gain=1.0, bias_std=0.1):
@@ -140,9 +140,12 @@ def test_too_small_inputs_and_bad_rates_raise_clear_errors():
 
 
 def test_missing_vgg_file_names_the_key():
-    model = tiny(vgg_weights='/nonexistent/vgg19.pth')
+    model = build('aotgan', {'cnum': 8, 'block_num': 1, 'vgg_weights': '/nonexistent/vgg19.pth'})
+    with pytest.raises(FileNotFoundError, match='vgg_weights: /nonexistent/vgg19.pth not found.*'
+                                                'vgg19-dcbb9e9d.pth'):
+        load_feature_weights(model)
     batch = dict(image=paddle.zeros([1, 3, 64, 64]), mask=paddle.ones([1, 1, 64, 64]))
-    with pytest.raises(FileNotFoundError, match='vgg_weights'):
+    with pytest.raises(RuntimeError, match='vgg_weights: the VGG19 features are not loaded'):
         model.g_loss(batch, model(batch['image'], batch['mask']))
 
 
@@ -193,7 +196,7 @@ def test_generator_loss_leaves_no_gradient_on_the_critic(batch_factory):
     model = tiny()
     opts = model.make_optimizers()
     d_before = {k: v.numpy().copy() for k, v in model.netD.named_parameters()}
-    train.train_step(model, opts['optG'], opts['optD'], lambda: batch, 0)  # generator step only
+    train_step(model, opts['optG'], opts['optD'], lambda: batch, 0)  # generator step only
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.netD.parameters())
     assert all(np.array_equal(d_before[k], v.numpy()) for k, v in model.netD.named_parameters())
     loss_d, _ = model.d_loss(batch, model(batch['image'], batch['mask']))
@@ -219,7 +222,7 @@ def reference_state(names, ref, converged=True):
 
 
 def converted_model(source, state, **cfg):
-    params, overrides = AOTGAN.CONVERTERS[source](state)
+    params, overrides = SOURCES[source].function(state)
     assert overrides == {'cnum': 64, 'block_num': 8, 'd_cnum': 64}
     model = build('aotgan', {**overrides, **cfg})
     load_model_state(model, {'model/' + k: v for k, v in params.items()}, source)
@@ -249,6 +252,7 @@ def test_official_losses_parity(tmp_path):
     model = converted_model('aotgan_official', reference_state(names, ref),
                             vgg_weights=str(tmp_path / 'vgg19-rule.safetensors'),
                             official_g_adv=True)
+    load_feature_weights(model)
     image, mask, pred = (paddle.to_tensor(ref[k]) for k in ('image', 'mask', 'pred'))
     out = dict(pred=pred, composite=model.composite(pred, image, mask))
     _, logs = model.g_loss(dict(image=image, mask=mask), out)
@@ -289,12 +293,12 @@ def test_converter_maps_every_key_and_rejects_foreign_weights():
     ref, names = official()
     shapes = dict(names['G'] + names['D'])
     state = {'module.' + k: np.zeros(shape, np.float32) for k, shape in shapes.items()}
-    params, cfg = convert_reference(state)
+    params, cfg = convert_aotgan(state)
     assert len(params) == 122 and cfg == {'cnum': 64, 'block_num': 8, 'd_cnum': 64}
     assert params['netG.middle.7.block03.weight'].shape == (64, 256, 3, 3)
     assert params['netD.conv4.weight_v'].shape == (4096,)
     assert set(params) == set(build('aotgan', {}).state_dict())
     with pytest.raises(ValueError, match='unexpected keys'):
-        convert_reference({'features.0.weight': np.zeros((64, 3, 3, 3), np.float32)})
-    with pytest.raises(ValueError, match='net_gen'):
-        convert_reference({})
+        convert_aotgan({'features.0.weight': np.zeros((64, 3, 3, 3), np.float32)})
+    with pytest.raises(ValueError, match='no AOT-GAN weights found'):
+        convert_aotgan({})

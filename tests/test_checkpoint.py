@@ -1,14 +1,17 @@
 """Checkpoint files: no code runs on load, atomic writes, structured optimizer state."""
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
 
-from models.checkpoint import (CheckpointError, link_or_copy, load_model_state,
-                               load_optimizer_state, read_checkpoint, save_checkpoint)
 from models.deepfill_v1 import DeepFillV1
+from weights.checkpoint import (CheckpointError, link_or_copy, load_model_state,
+                                load_optimizer_state, read_checkpoint, save_checkpoint)
+
+FIXTURES = Path(__file__).resolve().parent / 'fixtures'
 
 
 class Evil:
@@ -26,11 +29,11 @@ def tiny(seed=0):
     return DeepFillV1(**DeepFillV1.TINY)
 
 
-def test_pickle_files_are_refused_without_the_flag(tmp_path):
+def test_pickles_that_reference_code_are_refused(tmp_path):
     target = tmp_path / 'pwned'
     path = tmp_path / 'weights.pdparams'
     path.write_bytes(pickle.dumps({'x': Evil(str(target))}))
-    with pytest.raises(CheckpointError, match='pickle file, which can run code'):
+    with pytest.raises(CheckpointError, match=r'weights.pdparams: refusing to load io.open'):
         read_checkpoint(path)
     assert not target.exists()
     disguised = tmp_path / 'weights.safetensors'  # a pickle under a safe name
@@ -40,16 +43,47 @@ def test_pickle_files_are_refused_without_the_flag(tmp_path):
     assert not target.exists()
 
 
-def test_pickled_state_dict_loads_with_the_flag_and_a_warning(tmp_path):
+@pytest.mark.parametrize('nested', [False, True])
+def test_paddle_pdparams_load_without_unpickling_code(tmp_path, nested):
+    """paddle.save's pickles (this Paddle version's) read through the allow-list reader."""
     model = tiny()
     path = tmp_path / 'w.pdparams'
-    paddle.save({'netG': model.netG.state_dict(), 'netD': model.netD.state_dict()}, str(path))
-    with pytest.warns(UserWarning, match='can run code'):
-        tensors, state = read_checkpoint(path, allow_pickle=True)
+    state = {'netG': model.netG.state_dict(), 'netD': model.netD.state_dict()} if nested \
+        else model.state_dict()
+    paddle.save(state, str(path))
+    tensors, run_state = read_checkpoint(path)
+    assert run_state == {}
     fresh = tiny(seed=1)
     load_model_state(fresh, tensors, path)
     assert all(np.array_equal(a.numpy(), b.numpy())
                for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_a_checkpoint_of_an_earlier_main_loads_and_resumes():
+    """tests/fixtures/checkpoint_main_6dbfe7f.safetensors: train.py of commit 6dbfe7f, 2 iterations
+    of a cnum-2 DeepFill v1 (optimizer states included); its outputs were computed then."""
+    from inference import load_model
+    model, state = load_model(FIXTURES / 'checkpoint_main_6dbfe7f.safetensors')
+    ref = np.load(FIXTURES / 'checkpoint_main_6dbfe7f_outputs.npz')
+    with paddle.no_grad():
+        out = model(paddle.to_tensor(ref['image']), paddle.to_tensor(ref['mask']))
+    for key in ('coarse', 'pred', 'composite'):
+        assert np.array_equal(out[key].numpy(), ref[key]), key
+    assert state['iteration'] == 2 and state['batches'] == 4
+    tensors, _ = read_checkpoint(FIXTURES / 'checkpoint_main_6dbfe7f.safetensors')
+    with paddle.utils.unique_name.guard():
+        model = DeepFillV1(**{k: v for k, v in state['config'].items() if k in DeepFillV1.DEFAULTS})
+        optimizers = model.make_optimizers()
+    load_model_state(model, tensors)
+    for name, opt in optimizers.items():
+        load_optimizer_state(opt, model, name, tensors, state)
+    restored = {k: v.numpy() for k, v in optimizers['optD'].state_dict().items()}
+    assert sum(np.abs(v).sum() for v in restored.values()) > 0
+    for key, value in tensors.items():
+        if key.startswith('optD/netD.') and ':moment' in key:
+            struct, acc = key[len('optD/'):].split(':')
+            param = dict(model.named_parameters())[struct].name
+            assert np.array_equal(restored[f'{param}_{acc}'], value), key
 
 
 def test_save_is_atomic_and_records_state(tmp_path):
@@ -128,3 +162,31 @@ def test_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
     del tensors['model/netG.coarse.conv1.conv.bias']
     with pytest.raises(CheckpointError, match='missing'):
         load_model_state(tiny(), tensors, path)
+
+
+def test_restoring_optimizer_state_moves_no_parameter(tmp_path):
+    """The zero-gradient step that creates the accumulators leaves the weights as loaded, for
+    Adam and Adadelta; state the checkpoint lacks stays fresh."""
+    model = tiny()
+    opt = paddle.optimizer.Adam(1e-3, parameters=model.netG.coarse.parameters())
+    mask = paddle.zeros([1, 1, 64, 64])
+    mask[:, :, 16:48, 16:48] = 1.0
+    model(paddle.rand([1, 3, 64, 64]), mask)['coarse'].mean().backward()
+    opt.step()
+    path = tmp_path / 'c.safetensors'
+    save_checkpoint(path, model, {'optG': opt}, {})
+    tensors, state = read_checkpoint(path)
+    for make in (lambda p: paddle.optimizer.Adam(1e-3, parameters=p),
+                 lambda p: paddle.optimizer.Adadelta(1.0, parameters=p)):
+        fresh = tiny(seed=1)
+        load_model_state(fresh, tensors, path)
+        before = {k: v.numpy().copy() for k, v in fresh.state_dict().items()}
+        fresh_opt = make(fresh.netG.parameters())  # covers the refinement net too
+        if isinstance(fresh_opt, paddle.optimizer.Adam):
+            load_optimizer_state(fresh_opt, fresh, 'optG', tensors, state)
+            name = fresh.netG.refine.xconv1.conv.weight.name
+            assert float(fresh_opt.state_dict()[f'{name}_moment1_0'].abs().sum()) == 0
+        else:
+            with pytest.raises(CheckpointError, match='does not keep'):
+                load_optimizer_state(fresh_opt, fresh, 'optG', tensors, state)
+        assert all(np.array_equal(before[k], v.numpy()) for k, v in fresh.state_dict().items())

@@ -1,10 +1,11 @@
-"""The weight-conversion framework (models/convert.py) and tools/convert_weights.py.
+"""The weight-conversion framework (weights/convert), the one reader and tools/convert_weights.py.
 
 Weights come from the parity fixtures' reference names (test_parity_deepfill.py): a small
 nipponjo DeepFill v2 (generator cnum 16, critic cnum 8) and a small daa233 DeepFill v1.
 """
-import importlib.util
 import pickle
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -14,27 +15,29 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
-import models
-from models.checkpoint import read_checkpoint
-from models.convert import (convert, convert_files, describe, find_source, read_inputs,
-                            read_weights, sources)
-from models.convert_deepfill import (V1_RGB_INPUTS, V1_RGB_OUTPUTS, bgr_to_rgb, convert_daa233_v1,
-                                     convert_daa233_v1_tf, convert_nipponjo_v2,
-                                     convert_official_v1_tf, convert_official_v2_tf,
-                                     nhwc_dense_to_nchw)
+from inference import Inpainter, load_model
+from models import MODELS
 from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2
-from models.inpainter import Inpainter, load_model
+from weights.checkpoint import read_checkpoint
+from weights.convert import (SOURCES, Source, aotgan, convert, convert_files, deepfill,
+                             find_source, glcic, lbam, pconv, read_inputs)
+from weights.convert.deepfill import (V1_RGB_INPUTS, V1_RGB_OUTPUTS, bgr_to_rgb,
+                                      convert_daa233_v1, convert_daa233_v1_tf,
+                                      convert_nipponjo_v2, convert_official_v1_tf,
+                                      convert_official_v2_tf, nhwc_dense_to_nchw)
+from weights.read import read_weights
 from test_parity_deepfill import FIXTURES, reference_state, run_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name.replace('/', '_'), ROOT / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_script(name, *args, returncode=0):
+    """Runs a script or tool in a fresh process (nothing imports them); returns the process."""
+    proc = subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == returncode, proc.stderr[-2000:]
+    return proc
 
 
 @pytest.fixture(scope='module')
@@ -52,26 +55,22 @@ def v2_state(v2_data):
     return reference_state(v2_data)
 
 
-def test_sources_are_found_across_models_with_descriptions():
-    found = sources()
-    assert found['daa233_v1'] == (DeepFillV1, convert_daa233_v1)
-    assert found['daa233_v1_tf'] == (DeepFillV1, convert_daa233_v1_tf)
-    assert found['nipponjo_v2'] == (DeepFillV2, convert_nipponjo_v2)
-    summary, download = describe(convert_nipponjo_v2)
-    assert summary.startswith("nipponjo's conversion") and '\n' not in summary
-    assert download.startswith('https://github.com/nipponjo/deepfillv2-pytorch')
+def test_one_table_names_every_source_its_model_download_and_licence():
+    assert SOURCES['daa233_v1'].function is convert_daa233_v1
+    assert SOURCES['daa233_v1_tf'].model == 'deepfill_v1'
+    assert SOURCES['nipponjo_v2'] == (SOURCES['nipponjo_v2'].model, convert_nipponjo_v2,
+                                      SOURCES['nipponjo_v2'].about,
+                                      SOURCES['nipponjo_v2'].download,
+                                      SOURCES['nipponjo_v2'].licence)
+    for name, source in SOURCES.items():
+        assert source.model in MODELS, name
+        assert source.download.startswith('https://') and source.licence and source.about, name
+        assert '\n' not in source.about, name
+    converters = {fn for module in (aotgan, deepfill, glcic, lbam, pconv)
+                  for key, fn in vars(module).items() if key.startswith('convert_')}
+    assert converters == {source.function for source in SOURCES.values()}  # none left out
     with pytest.raises(ValueError, match=r"unknown source 'nope'; choose one of .*nipponjo_v2"):
         find_source('nope')
-
-
-def test_duplicate_source_names_are_rejected(monkeypatch):
-    class Twin:
-        NAME = 'twin'
-        CONVERTERS = {'nipponjo_v2': convert_nipponjo_v2}
-
-    monkeypatch.setitem(models.MODELS, 'twin', Twin)
-    with pytest.raises(ValueError, match="'nipponjo_v2' is defined by both"):
-        sources()
 
 
 def test_conversion_records_switches_and_shapes(v2_state):
@@ -125,7 +124,8 @@ def test_unread_input_tensors_fail_unless_ignored(v2_state, monkeypatch):
         state.ignore('ext')
         return by_lookup(state)
 
-    monkeypatch.setattr(DeepFillV2, 'CONVERTERS', {'by_lookup': by_lookup, 'ignoring': ignoring})
+    for name, fn in (('by_lookup', by_lookup), ('ignoring', ignoring)):
+        monkeypatch.setitem(SOURCES, name, Source('deepfill_v2', fn, 'test', 'https://x', 'x'))
     v2_state['extra'] = np.zeros(1, np.float32)
     with pytest.raises(ValueError, match=r"1 tensors of the input are not by_lookup weights, "
                                          r"e.g. 'extra' \(wrong file or --source\?\)"):
@@ -156,7 +156,7 @@ def test_read_weights_flattens_nested_dicts_and_unwraps(tmp_path, v2_state):
     np.savez(tmp_path / 'w.npz', b=np.zeros(3))
     assert list(read_weights(tmp_path / 'w.safetensors')) == ['a']
     assert list(read_weights(tmp_path / 'w.npz')) == ['b']
-    with pytest.raises(FileNotFoundError, match='--input: .*missing.pth does not exist'):
+    with pytest.raises(FileNotFoundError, match='weights: .*missing.pth does not exist'):
         read_weights(tmp_path / 'missing.pth')
     (tmp_path / 'folder').mkdir()
     with pytest.raises(ValueError, match='folder without a TensorFlow checkpoint'):
@@ -178,15 +178,14 @@ def test_output_must_be_safetensors(tmp_path, v2_state):
         convert_files('nipponjo_v2', [tmp_path / 'w.npz'], tmp_path / 'x.pdparams')
 
 
-def test_cli_checkpoint_loads_in_test_py_and_the_inpainter(tmp_path, v2_data, v2_state, capsys):
+def test_cli_checkpoint_loads_in_test_py_and_the_inpainter(tmp_path, v2_data, v2_state):
     weights = tmp_path / 'states_tf_tiny.pth'
     weights.write_bytes(pickle.dumps({
         'G': {k[2:]: v for k, v in v2_state.items() if k.startswith('G.')},
         'D': {k[2:]: v for k, v in v2_state.items() if k.startswith('D.')}}))
     out = tmp_path / 'ckpt' / 'v2.safetensors'
-    cli = load_script('tools/convert_weights')
-    assert cli.main(['--source', 'nipponjo_v2', '--input', str(weights), '--output', str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = run_script('tools/convert_weights.py', '--source', 'nipponjo_v2', '--input', weights,
+                         '--output', out).stdout
     assert f'wrote {out}: deepfill_v2 from nipponjo_v2' in printed
     assert 'critic: converted' in printed
     _, state = read_checkpoint(out)
@@ -210,24 +209,22 @@ def test_cli_checkpoint_loads_in_test_py_and_the_inpainter(tmp_path, v2_data, v2
 
     Image.fromarray(photo).save(tmp_path / 'photo.png')
     Image.fromarray(hole).save(tmp_path / 'hole.png')
-    test_py = load_script('test')
-    assert test_py.main(['--checkpoint', str(out), '--image', str(tmp_path / 'photo.png'),
-                         '--mask', str(tmp_path / 'hole.png'),
-                         '--output', str(tmp_path / 'result.png')]) == 0
+    run_script('test.py', '--checkpoint', out, '--image', tmp_path / 'photo.png', '--mask',
+               tmp_path / 'hole.png', '--output', tmp_path / 'result.png')
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'result.png')), result)
 
 
-def test_cli_list_and_errors(capsys):
-    cli = load_script('tools/convert_weights')
-    assert cli.main(['--list']) == 0
-    listing = capsys.readouterr().out
+def test_cli_list_and_errors():
+    listing = run_script('tools/convert_weights.py', '--list').stdout
     for source, model in [('official_v1_tf', 'deepfill_v1'), ('daa233_v1', 'deepfill_v1'),
                           ('daa233_v1_tf', 'deepfill_v1'), ('official_v2_tf', 'deepfill_v2'),
                           ('nipponjo_v2', 'deepfill_v2'), ('nipponjo_v2_official', 'deepfill_v2')]:
         assert f'{source}  ->  {model}' in listing
     assert 'download: https://github.com/daa233/generative-inpainting-pytorch' in listing
-    with pytest.raises(ValueError, match='--source and --input are required'):
-        cli.main(['--source', 'nipponjo_v2'])
+    assert 'licence: CC BY-NC 4.0' in listing
+    proc = run_script('tools/convert_weights.py', '--source', 'nipponjo_v2', returncode=2)
+    assert proc.stderr.strip() == 'error: --source and --input are required (or --list to see ' \
+        'the sources)'
 
 
 def test_daa233_official_weights_are_flipped_to_rgb(v1_data):

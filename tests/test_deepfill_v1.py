@@ -4,11 +4,12 @@ import paddle
 import paddle.nn as nn
 import pytest
 
+from models.attention import (ContextualAttention, extract_patches, flow_to_image,
+                              known_patch_mask, masked_softmax, matching_scores)
 from models.deepfill_v1 import DeepFillV1, crop_patch
 from models.losses import ae_l1, gradient_penalty, spatial_discount_mask, wgan_d, wgan_g
-from models.ops import (ContextualAttention, conv2d_same, extract_patches, flow_to_image,
-                        known_patch_mask, masked_softmax, matching_scores, resize_nearest_tf,
-                        same_padding, tf_nearest_indices, upsample_nearest2x)
+from models.ops import (conv2d_same, resize_nearest_tf, same_padding, tf_nearest_indices,
+                        upsample_nearest2x)
 
 
 def count(layer):
@@ -156,17 +157,18 @@ def test_gradient_penalty_on_a_linear_critic():
     mask[1, :, :, :2] = 1
     real = paddle.to_tensor(rng.randn(2, 3, 4, 4).astype('float32'))
     fake = paddle.to_tensor(rng.randn(2, 3, 4, 4).astype('float32'))
-    gp = gradient_penalty(LinearCritic(w), real, fake, paddle.to_tensor(mask))
+    alpha = paddle.to_tensor(rng.uniform(size=(2, 1, 1, 1)).astype('float32'))
+    gp = gradient_penalty(LinearCritic(w), real, fake, alpha, paddle.to_tensor(mask))
     norms = [np.sqrt((w ** 2 * m).sum()) for m in mask]  # the gradient of <w, x> is w
     assert float(gp) == pytest.approx(np.mean([(n - 1) ** 2 for n in norms]), rel=1e-5)
-    plain = gradient_penalty(LinearCritic(w), real, fake)
+    plain = gradient_penalty(LinearCritic(w), real, fake, alpha)
     assert float(plain) == pytest.approx((np.sqrt((w ** 2).sum()) - 1) ** 2, rel=1e-5)
 
 
 def test_gradient_penalty_trains_the_critic():
     critic = LinearCritic(np.full((1, 2, 2), 2.0))  # ||w|| = 4: penalty (4 - 1)^2
     x = paddle.zeros([1, 1, 2, 2])
-    gp = gradient_penalty(critic, x, x)
+    gp = gradient_penalty(critic, x, x, paddle.full([1, 1, 1, 1], 0.5))
     gp.backward()
     assert float(gp) == pytest.approx(9.0, rel=1e-5)
     # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w|| = 2 * 3 * 2 / 4 = 3 per weight

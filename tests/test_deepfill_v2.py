@@ -8,10 +8,11 @@ import paddle
 import pytest
 from PIL import Image
 
-from data.sketch import canny_edges, guidance, read_sketch
-from models.checkpoint import load_model_state, read_checkpoint, save_checkpoint
+from data import read_grey
+from data.sketch import canny_edges
 from models.deepfill_v2 import DeepFillV2, SNPatchGAN, hinge_d
 from models.ops import GatedConv2D
+from weights.checkpoint import load_model_state, read_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,9 +128,11 @@ def test_sketch_guides_only_inside_the_hole(batch_factory):
 
 def test_guided_losses_and_critic_input(batch_factory):
     model = tiny(guided=True)
-    batch = batch_factory(model.cfg)
-    batch['sketch'] = paddle.to_tensor(guidance(model.cfg, batch['image'])['sketch'])
-    out = model(batch['image'], batch['mask'], batch['sketch'])
+    batch = batch_factory(model.cfg, model=model)  # the hook: Canny edges of the ground truth
+    c = model.cfg
+    assert np.array_equal(batch['extra']['sketch'].numpy(), canny_edges(
+        batch['image'].numpy(), c['canny_sigma'], c['canny_low'], c['canny_high']))
+    out = model.run(batch)
     loss_d, logs_d = model.d_loss(batch, out)
     loss_d.backward()
     assert model.netD.conv1.conv.weight_orig.shape[1] == 5  # image + mask + sketch
@@ -144,13 +147,22 @@ def test_canny_training_edges_and_user_sketches(tmp_path):
     cols = np.nonzero(edges.any(axis=0))[0]
     assert edges[4:-4].any(axis=1).all() and set(cols) <= {14, 15, 16, 17}
     assert not canny_edges(np.zeros((1, 3, 32, 32), np.float32))[0].any()
-    assert guidance({'guided': False}, image) == {}
+    mask = np.ones((1, 1, 10, 12), np.float32)
+    assert tiny().extra_inputs(image, mask) == {}  # unguided: no extra input
+    guided = tiny(guided=True)
     sketch = np.zeros((10, 12), np.uint8)
     sketch[3, :] = 200  # 200/255 = 0.78 > 0.6
-    sketch[6, :] = 120  # 0.47: below the official threshold
+    sketch[5, :] = 153  # exactly 0.6: not above the official threshold (edge / 255 > 0.6)
+    sketch[6, :] = 120  # 0.47: below it
     Image.fromarray(sketch).save(tmp_path / 's.png')
-    read = read_sketch(tmp_path / 's.png', 0.6)
-    assert read[3].all() and not read[6].any() and read.sum() == 12
+    given = {'sketch': read_grey(tmp_path / 's.png')[None, None]}
+    read = guided.extra_inputs(np.zeros((1, 3, 10, 12), np.float32), mask, given=given)
+    read = read['sketch'][0, 0]
+    assert read[3].all() and not read[5:7].any() and read.sum() == 12
+    empty = guided.extra_inputs(np.zeros((1, 3, 10, 12), np.float32), mask, given={})
+    assert not empty['sketch'].any()  # a guided model without a user sketch: no guidance
+    with pytest.raises(ValueError, match='trained without sketches'):
+        tiny().extra_inputs(image, mask, given=given)
 
 
 def run(script, *args):

@@ -21,13 +21,13 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-import train
 from conftest import make_batch
 from data import InfiniteSampler
 from models import MODELS, build
-from models.checkpoint import load_model_state, read_checkpoint
 from models.deepfill_v1 import crop_patch
 from models.losses import gradient_penalty, wgan_d
+from training import parallel
+from weights.checkpoint import load_model_state, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = ['--image_size', '64', '--bbox_size', '32', '--max_delta', '8', '--cnum', '8',
@@ -163,20 +163,21 @@ def test_sampler_shards_concatenate_to_the_single_process_batches():
 
 def test_parallel_settings_fail_in_one_line():
     cfg = {'batch_size': 6, 'device': 'auto'}
-    train.check_parallel(cfg, 1)
-    train.check_parallel(cfg, 3)
+    parallel.check_parallel(cfg, 1)
+    parallel.check_parallel(cfg, 3)
     with pytest.raises(ValueError, match=r'batch_size: 6 \(the global batch\) does not split '
                                          'evenly over 4 ranks'):
-        train.check_parallel(cfg, 4)
+        parallel.check_parallel(cfg, 4)
     with pytest.raises(ValueError, match="device: 'gpu:1' names one GPU for all 2 ranks"):
-        train.check_parallel({'batch_size': 6, 'device': 'gpu:1'}, 2)
+        parallel.check_parallel({'batch_size': 6, 'device': 'gpu:1'}, 2)
 
 
 def test_single_process_helpers_are_identities():
-    assert not train.parallel()
+    assert not parallel.parallel()
     values = [paddle.to_tensor(1.5), paddle.to_tensor(2.0)]
-    assert train.mean_over_ranks(values) is values
-    assert train.any_rank([]) is False and train.any_rank([signal.SIGTERM]) is True
+    assert parallel.mean_over_ranks(values) is values
+    assert parallel.any_rank([]) is False and parallel.any_rank([signal.SIGTERM]) is True
+    assert parallel.union_over_ranks(['a', 'b', 'a']) == {'a', 'b'}
 
 
 # ----------------------------------------------------------------------------- launched runs
@@ -226,8 +227,8 @@ def test_two_ranks_train_what_one_process_trains(photos, tmp_path):
 
 def gp_worker(out_dir):
     """One critic backward of DeepFill v1's two WGAN-GP critics on a global batch of 4 with
-    per-sample masks and fixed mixing weights, through ``train.data_parallel`` when launched on
-    several ranks; saves this rank's critic gradients."""
+    per-sample masks and fixed mixing weights, through ``training.parallel.data_parallel`` when
+    launched on several ranks; saves this rank's critic gradients."""
     world, rank = dist.get_world_size(), dist.get_rank()
     if world > 1:
         dist.init_parallel_env()
@@ -241,7 +242,7 @@ def gp_worker(out_dir):
     alpha = rng.uniform(0, 1, (2, n, 1, 1, 1)).astype('float32')
     rows = slice(rank * n // world, (rank + 1) * n // world)
 
-    def critic_loss(_):
+    def critic_loss(_, phase=None):
         real, mask, bbox = batch['image'][rows], batch['mask'][rows], batch['bbox'][rows]
         fakes = paddle.to_tensor(fake[rows])
         local = lambda x: crop_patch(x, bbox, cfg['bbox_size'])  # noqa: E731
@@ -249,13 +250,13 @@ def gp_worker(out_dir):
                                        paddle.concat([real, fakes]))
         m = real.shape[0]
         wgan = wgan_d(s_local[:m], s_local[m:]) + wgan_d(s_global[:m], s_global[m:])
-        gp = (gradient_penalty(model.netD.local_critic, local(real), local(fakes), local(mask),
-                               alpha=paddle.to_tensor(alpha[0, rows]))
-              + gradient_penalty(model.netD.global_critic, real, fakes, mask,
-                                 alpha=paddle.to_tensor(alpha[1, rows])))
+        gp = (gradient_penalty(model.netD.local_critic, local(real), local(fakes),
+                               paddle.to_tensor(alpha[0, rows]), local(mask))
+              + gradient_penalty(model.netD.global_critic, real, fakes,
+                                 paddle.to_tensor(alpha[1, rows]), mask))
         return wgan + cfg['gp_lambda'] * gp, {}
 
-    step = train.data_parallel(model.netD, critic_loss) if world > 1 else critic_loss
+    step = parallel.data_parallel(model.netD, critic_loss) if world > 1 else critic_loss
     loss, _ = step(None)
     loss.backward()
     np.savez(Path(out_dir) / f'grads_{world}_{rank}.npz',

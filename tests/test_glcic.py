@@ -11,13 +11,13 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-import test as test_script
-import train
-from conftest import make_batch
-from data.postprocess import glcic_blend, postprocess
+from conftest import ROOT, make_batch
+from inference.postprocess import glcic_blend, postprocess
 from models import build
-from models.checkpoint import load_model_state, read_checkpoint, save_checkpoint
-from models.glcic import GLCIC, MEAN_SAMPLES, convert_otenim, masked_mse
+from models.glcic import GLCIC, MEAN_SAMPLES, masked_mse
+from training.step import train_step
+from weights.checkpoint import load_model_state, read_checkpoint, save_checkpoint
+from weights.convert.glcic import convert_otenim
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 BN_STATS = ('._mean', '._variance')
@@ -66,11 +66,11 @@ def test_completion_network_table():
 
 def test_phases_follow_the_fractions_and_need_no_state():
     model = tiny(max_iters=1000, phase1_frac=0.18, phase2_frac=0.02)
-    expected = {0: (0, True), 179: (0, True), 180: (1, False), 199: (1, False), 200: (1, True),
-                999: (1, True)}
+    expected = {0: (0, True, 1), 179: (0, True, 1), 180: (1, False, 2), 199: (1, False, 2),
+                200: (1, True, 3), 999: (1, True, 3)}
     assert {it: model.schedule(it) for it in expected} == expected
     resumed = tiny(max_iters=1000)  # train.py --resume calls schedule(it) at the resume point
-    assert resumed.schedule(190) == (1, False) and resumed.phase == 2
+    assert resumed.schedule(190) == (1, False, 2)
 
 
 def test_generator_loss_per_phase():
@@ -79,15 +79,15 @@ def test_generator_loss_per_phase():
     out = model(batch['image'], batch['mask'])
     image, mask, pred = batch['image'].numpy(), batch['mask'].numpy(), out['pred'].numpy()
     mse = np.mean(((pred - image) * mask / 2) ** 2)  # [0, 1] units
-    model.schedule(0)  # max_iters 2: phase 1 is empty, so iteration 0 is already joint
-    assert model.phase == 3
-    loss, logs = model.g_loss(batch, out)
+    phase = model.schedule(0)[2]  # max_iters 2: phase 1 is empty, iteration 0 is already joint
+    assert phase == 3
+    loss, logs = model.g_loss(batch, out, phase)
     logits = model.score(batch, out['composite']).numpy()
     expected = mse + 0.25 * softplus(-logits).mean()  # BCE against "real"
     assert np.isclose(float(loss), expected, rtol=1e-5)
     assert np.isclose(float(logs['g_mse']), mse, rtol=1e-5) and float(logs['phase']) == 3
-    model.phase = 1
-    loss, logs = model.g_loss(batch, out)
+    assert float(model.g_loss(batch, out)[0]) == float(loss)  # no phase given: the joint one
+    loss, logs = model.g_loss(batch, out, phase=1)
     assert np.isclose(float(loss), mse, rtol=1e-5) and 'g_adv' not in logs
     loss.backward()
     assert all(p.grad is None for p in model.netD.parameters())
@@ -102,10 +102,8 @@ def test_discriminator_loss_is_weighted_by_alpha_only_in_the_joint_phase():
     real = model.score(batch, batch['image']).numpy()
     fake = model.score(batch, out['composite']).numpy()
     bce = (softplus(-real).mean() + softplus(fake).mean()) / 2
-    model.phase = 2
-    loss2, logs = model.d_loss(batch, out)
-    model.phase = 3
-    loss3, _ = model.d_loss(batch, out)
+    loss2, logs = model.d_loss(batch, out, phase=2)
+    loss3, _ = model.d_loss(batch, out, phase=3)
     assert np.isclose(float(loss2), bce, rtol=1e-5) and np.isclose(float(loss3), 0.25 * bce,
                                                                       rtol=1e-5)
     assert np.isclose(float(logs['d_real']), (1 / (1 + np.exp(-real))).mean(), rtol=1e-5)
@@ -198,8 +196,7 @@ def test_adadelta_with_torch_settings():
     opts = model.make_optimizers()
     assert all(isinstance(o, paddle.optimizer.Adadelta) for o in opts.values())
     batch = make_batch(model.cfg)
-    model.phase = 1
-    loss, _ = model.g_loss(batch, model(batch['image'], batch['mask']))
+    loss, _ = model.g_loss(batch, model(batch['image'], batch['mask']), phase=1)
     loss.backward()
     bias = model.netG.conv17.bias
     before, grad = bias.numpy().copy(), bias.grad.numpy().copy()
@@ -219,8 +216,8 @@ def test_training_phases_touch_the_right_network(batch_factory):
     changed = []
     for it in range(6):
         g0, d0 = weights(model.netG), weights(model.netD)
-        d_steps, g_step = model.schedule(it)
-        train.train_step(model, opts['optG'], opts['optD'], next_batch, d_steps, it, '.', g_step)
+        d_steps, g_step, phase = model.schedule(it)
+        train_step(model, opts['optG'], opts['optD'], next_batch, d_steps, it, '.', g_step, phase)
         g1, d1 = weights(model.netG), weights(model.netD)
         changed.append((any(not np.array_equal(g0[k], g1[k]) for k in g0),
                         any(not np.array_equal(d0[k], d1[k]) for k in d0)))
@@ -240,7 +237,7 @@ def test_resume_continues_the_phases_exactly(tmp_path):
               str(tmp_path), '--max_iters', '4', '--phase1_frac', '0.25', '--phase2_frac', '0.25',
               '--ckpt_interval', '2', '--val_count', '0', '--num_workers', '0', '--device', 'cpu',
               *tiny_keys]
-    script = [sys.executable, str(Path(train.__file__))]  # fresh processes, as a real resume
+    script = [sys.executable, str(ROOT / 'train.py')]  # fresh processes, as a real resume
     subprocess.run(script + common + ['--run_name', 'full'], check=True, capture_output=True)
     (tmp_path / 'resumed').mkdir()
     middle = tmp_path / 'resumed' / 'iter_0000002.safetensors'
@@ -288,6 +285,12 @@ def test_glcic_postprocess_blends_colour_offsets():
     assert np.abs(composite[hole].astype(int) - truth[hole]).mean() == 40
 
 
+def run_test_py(*args):
+    proc = subprocess.run([sys.executable, str(ROOT / 'test.py'), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_test_script_postprocess_flag_in_both_modes(tmp_path):
     model = tiny()
@@ -296,8 +299,7 @@ def test_test_script_postprocess_flag_in_both_modes(tmp_path):
     save_checkpoint(ckpt, model, {}, dict(model='glcic', config=model.cfg, iteration=0))
     args = ['--checkpoint', str(ckpt), '--data', 'builtin:val', '--count', '2', '--device', 'cpu']
     for method in ('none', 'glcic'):
-        assert test_script.main(args + ['--postprocess', method,
-                                        '--out_dir', str(tmp_path / method)]) == 0
+        run_test_py(*args, '--postprocess', method, '--out_dir', tmp_path / method)
         text = (tmp_path / method / 'metrics.txt').read_text()
         assert f'postprocess {method}' in text
     composites = sorted((tmp_path / 'glcic' / 'composites').glob('*.png'))
@@ -310,10 +312,9 @@ def test_test_script_postprocess_flag_in_both_modes(tmp_path):
     hole[8:20, 10:30] = 255
     save_image(tmp_path / 'photo.png', photo)
     save_image(tmp_path / 'hole.png', np.repeat(hole[..., None], 3, axis=2))
-    assert test_script.main(['--checkpoint', str(ckpt), '--image', str(tmp_path / 'photo.png'),
-                             '--mask', str(tmp_path / 'hole.png'), '--output',
-                             str(tmp_path / 'out.png'), '--postprocess', 'glcic',
-                             '--device', 'cpu']) == 0
+    run_test_py('--checkpoint', ckpt, '--image', tmp_path / 'photo.png', '--mask',
+                tmp_path / 'hole.png', '--output', tmp_path / 'out.png', '--postprocess', 'glcic',
+                '--device', 'cpu')
     from data.io import read_image
     result = read_image(tmp_path / 'out.png')
     assert np.array_equal(result[hole == 0], photo[hole == 0])
@@ -379,7 +380,7 @@ def test_parity_with_otenim_completion_network():
 def test_conversion_through_the_strict_framework(tmp_path):
     """tools/convert_weights.py's path: model_cn + otenim's config.json (its numbers are read,
     the mean among them); the critic freshly initialised and recorded as such."""
-    from models.convert import convert_files
+    from weights.convert import convert_files
     fixture = np.load(FIXTURES / 'parity_glcic_cn.npz')
     np.savez(tmp_path / 'model_cn.npz', **rule_state(fixture))
     import json

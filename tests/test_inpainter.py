@@ -1,15 +1,13 @@
-"""The Python API and photos of any size: input types, strategies, hole windows, and contextual
-attention in chunks (same result, bounded memory)."""
+"""The Python API and photos of any size: input types, strategies, hole windows, a model's extra
+maps, and the exported model behind it."""
 import numpy as np
-import paddle
 import pytest
 from PIL import Image
 
+from conftest import tiny
+from inference import STRATEGIES, Inpainter, hole_windows
 from models import MODELS
-from models.checkpoint import save_checkpoint
-from models.inpainter import STRATEGIES, Inpainter, hole_windows
-from models.ops import ContextualAttention, fuse_scores, fused_scores_at, matching_scores
-from test_common import tiny
+from weights.checkpoint import save_checkpoint
 
 NAMES = sorted(MODELS)
 
@@ -35,10 +33,14 @@ class Recorder:
 
     def __init__(self, image_size=64):
         self.cfg = {'image_size': image_size}
-        self.calls = []
+        self.calls, self.extras = [], []
 
-    def __call__(self, image, mask, sketch=None):
+    def extra_inputs(self, image, mask, seed=0, given=None):
+        return {'map': mask[None, None].copy(), 'code': np.full((1, 4), seed, np.float32)}
+
+    def __call__(self, image, mask, extra=None):
         self.calls.append((image.shape, float(mask.sum())))
+        self.extras.append(extra)
         return np.zeros_like(image)  # 0 in [-1, 1] is grey 128 (127.5 rounded)
 
 
@@ -142,42 +144,6 @@ def test_crop_with_a_real_model_on_a_large_photo():
     assert np.array_equal(out[mask == 0], image[mask == 0])
 
 
-# ---------------------------------------------------------------- contextual attention in chunks
-@pytest.mark.parametrize('hw,chunk', [((12, 16), 50), ((12, 16), 7), ((15, 9), 64), ((8, 8), 16)])
-def test_fused_scores_of_a_chunk_equal_the_full_fuse(hw, chunk):
-    rng = np.random.RandomState(0)
-    f = paddle.to_tensor(rng.randn(2, 4, *hw).astype('float32'))
-    from models.ops import background_kernels, extract_patches
-    full = fuse_scores(matching_scores(f, f, 3), hw, hw, 3).numpy()
-    kernels, patches = background_kernels(f, 3), extract_patches(f, 3)
-    count = hw[0] * hw[1]
-    for start in range(0, count, chunk):
-        columns = np.arange(start, min(start + chunk, count))
-        part = fused_scores_at(kernels, patches, columns, hw, 3).numpy()
-        assert np.abs(part - full[:, :, columns]).max() < 1e-5
-
-
-@pytest.mark.parametrize('fuse', [True, False])
-def test_chunked_attention_equals_unchunked_with_gradients(fuse):
-    rng = np.random.RandomState(1)
-    x = rng.randn(2, 8, 24, 32).astype('float32')
-    mask = np.zeros((2, 1, 24, 32), 'float32')
-    mask[0, :, 4:12, 6:20] = 1
-    mask[1, :, 10:20, 2:9] = 1  # per-sample masks
-    outs = []
-    for chunk in (0, 37):
-        f = paddle.to_tensor(x, stop_gradient=False)
-        y, offsets = ContextualAttention(fuse=fuse, chunk=chunk)(f, f, paddle.to_tensor(mask))
-        (y * y).sum().backward()
-        outs.append((y.numpy(), offsets.numpy(), f.grad.numpy()))
-    (y0, o0, g0), (y1, o1, g1) = outs
-    assert np.abs(y0 - y1).max() <= 1e-5 * np.abs(y0).max()
-    assert np.array_equal(o0, o1)
-    assert np.abs(g0 - g1).max() <= 1e-5 * np.abs(g0).max()
-    with pytest.raises(ValueError, match='ca_chunk'):
-        ContextualAttention(chunk=-1)
-
-
 def test_deepfill_chunk_key_changes_nothing_but_memory():
     image, mask = photo(96, 128), box_mask(96, 128, (20, 30, 40, 50))
     results = [Inpainter(tiny(name, ca_chunk=chunk), strategy='original').run(image, mask)[0]
@@ -187,7 +153,7 @@ def test_deepfill_chunk_key_changes_nothing_but_memory():
 
 @pytest.mark.slow
 def test_exported_inpainter_equals_eager(tmp_path):
-    from tools.export import export
+    from inference import export
     model = tiny('deepfill_v1')
     export(model, tmp_path)
     image, mask = photo(150, 190), box_mask(150, 190, (30, 40, 50, 60), (120, 150, 10, 20))
@@ -197,3 +163,41 @@ def test_exported_inpainter_equals_eager(tmp_path):
                                            threads=1).run(image, mask)
         assert eager[1] == exported[1]
         assert np.abs(eager[0].astype(int) - exported[0].astype(int)).max() <= 1
+
+
+def test_extra_maps_are_cropped_resized_and_padded_as_the_mask():
+    """A model's extra inputs shaped like the mask follow the mask into every window; others
+    (a latent code) pass unchanged."""
+    inpaint, rec = recorder_inpainter(strategy='crop', max_size=64, margin=8)
+    image = photo(300, 500)
+    mask = box_mask(300, 500, (20, 30, 40, 50), (200, 400, 60, 80))
+    inpaint.run(image, mask, seed=3)
+    assert len(rec.extras) == 2
+    for (shape, holes), extra in zip(rec.calls, rec.extras):
+        assert extra['map'].shape == (1, 1) + shape[2:]  # padded like the model's input
+        assert float(extra['map'].sum()) == holes  # the same binary map as the mask
+        assert np.array_equal(extra['code'], np.full((1, 4), 3, np.float32))
+
+
+def test_a_guided_model_takes_a_sketch_by_name():
+    model = tiny('deepfill_v2', guided=True)
+    seen = []
+    forward = model.netG.forward
+    model.netG.forward = lambda image, mask, sketch=None: seen.append(sketch.numpy()) or \
+        forward(image, mask, sketch)
+    inpaint = Inpainter(model, strategy='original')
+    image, mask = photo(60, 64), box_mask(60, 64, (16, 16, 32, 32))
+    sketch = np.zeros((60, 64), np.uint8)
+    sketch[32, :] = 255  # a horizontal edge through the hole
+    sketch[40, :] = 100  # too faint: below edge_threshold (0.6)
+    result = inpaint(image, mask, sketch=sketch)
+    assert np.array_equal(result[mask == 0], image[mask == 0])
+    inpaint(image, mask)  # no sketch: an empty one
+    given, empty = seen
+    assert given.shape == (1, 1, 64, 64)  # padded to the size multiple, as the mask
+    assert np.array_equal(given[0, 0, :60], (sketch == 255).astype(np.float32))
+    assert not given[0, 0, 60:].any() and not empty.any()
+    with pytest.raises(ValueError, match='without sketches'):
+        Inpainter(tiny('deepfill_v2'))(image, mask, sketch=sketch)
+    with pytest.raises(ValueError, match='sketch: size 32x60 does not match'):
+        inpaint(image, mask, sketch=sketch[:, :32])

@@ -7,20 +7,20 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import random_vgg_file
+import conftest
 from models.base import count_parameters
-from models.convert import convert
 from models.lbam import (FORWARD_INIT, LBAM, REVERSE_INIT, AsymmetricGaussian,
-                         DoubleColumnCritic, _official_critic_keys, _official_generator_keys,
-                         convert_official, mask_update, to_unit, widths)
+                         DoubleColumnCritic, mask_update, to_unit, widths)
+from weights.convert import SOURCES, convert
+from weights.convert.lbam import (_official_critic_keys, _official_generator_keys,
+                                  convert_official)
 
 FIXTURES = Path(__file__).resolve().parent / 'fixtures'
 X = [-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0]
 
 
 def tiny(**extra):
-    paddle.seed(0)
-    return LBAM(**{**LBAM.TINY, 'vgg_weights': random_vgg_file(), **extra})
+    return conftest.tiny('lbam', **extra)
 
 
 def trainable(layer):
@@ -121,10 +121,9 @@ def test_bad_config_values_raise(cfg, match):
 
 
 def test_missing_vgg_file_is_a_clear_error():
-    model = tiny(vgg_weights='/nonexistent/vgg16.pth')
-    image, mask = paddle.zeros([1, 3, 128, 128]), paddle.ones([1, 1, 128, 128])
-    with pytest.raises(FileNotFoundError, match='vgg_weights'):
-        model.g_loss(dict(image=image, mask=mask), model(image, mask))
+    with pytest.raises(FileNotFoundError, match='vgg_weights: /nonexistent/vgg16.pth not found; '
+                                                '.*download https://download.pytorch.org'):
+        tiny(vgg_weights='/nonexistent/vgg16.pth')  # loads the features, as train.py does
 
 
 def test_generator_loss_terms_scales_and_adversarial_sign():
@@ -171,10 +170,9 @@ def test_critic_loss_is_wgan_gp_in_unit_range():
     image = paddle.to_tensor(rng.uniform(-1, 1, (2, 3, 128, 128)).astype('float32'))
     pred = paddle.to_tensor(rng.uniform(-1, 1, (2, 3, 128, 128)).astype('float32'))
     mask = paddle.to_tensor((rng.rand(1, 1, 128, 128) > 0.5).astype('float32'))
-    paddle.seed(7)
-    loss, logs = model.d_loss(dict(image=image, mask=mask), dict(pred=pred))
-    paddle.seed(7)
-    alpha = paddle.rand([2, 1, 1, 1])  # the same draw as inside gradient_penalty
+    alpha = paddle.to_tensor(rng.uniform(size=(2, 1)).astype('float32'))  # drawn with the batch
+    loss, logs = model.d_loss(dict(image=image, mask=mask, alpha=alpha), dict(pred=pred))
+    alpha = alpha.reshape([2, 1, 1, 1])
     valid = (1.0 - mask).expand([2, 1, 128, 128])
     real, fake = to_unit(image), to_unit(pred)
     d_real, d_fake = model.netD(real, valid), model.netD(fake, valid)
@@ -294,4 +292,5 @@ def test_input_scaling_folds_exactly_into_ec1():
 
 
 def test_converter_is_registered():
-    assert LBAM.CONVERTERS == {'lbam_official': convert_official}
+    assert SOURCES['lbam_official'].function is convert_official
+    assert SOURCES['lbam_official'].model == LBAM.NAME

@@ -217,7 +217,8 @@ def test_mask_for_index_is_fixed_per_image():
 
 
 def test_irregular_masks_cover_every_pconv_bucket():
-    from data import hole_ratio_bucket, irregular_mask
+    from data import irregular_mask
+    from evaluation.report import hole_ratio_bucket
     ratios = np.array([irregular_mask(np.random.RandomState([7, i]), (96, 128)).mean()
                        for i in range(240)])
     buckets = {hole_ratio_bucket(r) for r in ratios}
@@ -233,7 +234,7 @@ def test_irregular_masks_cover_every_pconv_bucket():
 
 
 def test_hole_ratio_buckets_are_half_open():
-    from data import hole_ratio_bucket
+    from evaluation.report import hole_ratio_bucket
     assert hole_ratio_bucket(0.1) == '0.01-0.1' and hole_ratio_bucket(0.1001) == '0.1-0.2'
     assert hole_ratio_bucket(0.6) == '0.5-0.6'
     assert hole_ratio_bucket(0.005) is None and hole_ratio_bucket(0.7) is None

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from data import METRIC_NAMES, compute_all, hole_l1, l1_error, l2_error, psnr, ssim, tv
+from evaluation.metrics import (METRIC_NAMES, compute_all, hole_l1, l1_error, l2_error, psnr,
+                                ssim, tv)
 
 
 def _const(value, shape=(8, 8, 3)):

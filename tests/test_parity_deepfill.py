@@ -17,8 +17,8 @@ import numpy as np
 import paddle
 import pytest
 
-from models.convert import convert
-from models.ops import flow_to_image
+from models.attention import flow_to_image
+from weights.convert import convert
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 TOL = 1e-4

@@ -4,20 +4,22 @@ import json
 import subprocess
 import sys
 import zlib
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
 
-import train
+import conftest
 from conftest import random_vgg_file
-from models import MODELS
-from models.checkpoint import load_model_state, load_optimizer_state, read_checkpoint, \
-    save_checkpoint
 from models.losses import dilated_hole_tv
-from models.pconv import PConv, PConvUNet, PartialConv2D, convert_naoto
+from models.pconv import PConv, PConvUNet, PartialConv2D
+from training.config import resolve_config
+from training.step import train_step
+from weights.checkpoint import load_model_state, load_optimizer_state, read_checkpoint, \
+    save_checkpoint
+from weights.convert import SOURCES
+from weights.convert.pconv import convert_naoto
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / 'tests' / 'fixtures' / 'parity_pconv_naoto.npz'
@@ -28,9 +30,7 @@ def count(layer):
 
 
 def tiny(seed=0, **extra):
-    paddle.seed(seed)
-    with paddle.utils.unique_name.guard():
-        return PConv(**{**PConv.TINY, 'vgg_weights': random_vgg_file(), **extra})
+    return conftest.tiny('pconv', seed, **extra)
 
 
 def naive_partial_conv(x, mask, w, b, stride):
@@ -232,7 +232,7 @@ def test_finetune_resume_keeps_adam_moments_at_the_new_rate(batch_factory, tmp_p
     model = tiny(seed=1)
     opts = model.make_optimizers()
     next_batch = lambda: batch_factory(model.cfg, seed=3)  # noqa: E731
-    train.train_step(model, opts['optG'], None, next_batch, 0)
+    train_step(model, opts['optG'], None, next_batch, 0)
     path = tmp_path / 'stage1.safetensors'
     save_checkpoint(path, model, opts, dict(model='pconv', config=model.cfg, iteration=1))
     tensors, state = read_checkpoint(path)
@@ -288,7 +288,7 @@ def test_converter_maps_every_key_and_rejects_foreign_files(naoto_state):
     assert np.allclose(params['netG.enc_2.conv.weight'], w / (64 * 5 * 5))
     assert np.array_equal(params['netG.dec_1.conv.bias'], state['dec_1.conv.input_conv.bias'])
     assert np.array_equal(params['netG.enc_3.bn._variance'], state['enc_3.bn.running_var'])
-    assert MODELS['pconv'].CONVERTERS['naoto_pconv'] is convert_naoto
+    assert SOURCES['naoto_pconv'][:2] == ('pconv', convert_naoto)
     bad = dict(state, **{'enc_1.conv.mask_conv.weight': np.zeros((64, 3, 7, 7), 'float32')})
     with pytest.raises(ValueError, match='all ones'):
         convert_naoto(bad)
@@ -331,8 +331,7 @@ def test_parity_with_naoto_pconvunet(naoto_state):
 
 @pytest.mark.parametrize('name', ['pconv_quickstart', 'pconv_places2', 'pconv_finetune'])
 def test_configs_resolve(name):
-    cfg = train.resolve_config(Namespace(config=str(ROOT / 'configs' / f'{name}.yaml')),
-                               {'data': 'builtin'})
+    cfg = resolve_config(ROOT / 'configs' / f'{name}.yaml', {'data': 'builtin'})
     assert cfg['model'] == 'pconv' and cfg['mask_type'] == 'irregular'
     assert cfg['image_size'] % 2 ** cfg['layer_size'] == 0
     assert cfg['finetune'] == (name == 'pconv_finetune')

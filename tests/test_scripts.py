@@ -191,11 +191,11 @@ def test_existing_run_needs_resume_or_overwrite(smoke):
 @pytest.mark.parametrize('make,message', [
     (lambda d: None, 'nope.safetensors does not exist'),
     (lambda d: (d / 'nope.safetensors').write_bytes(b'garbage'), 'not a safetensors checkpoint'),
-    (lambda d: (d / 'nope.pdparams').write_bytes(b'x'), 'pickle file'),
+    (lambda d: (d / 'nope.pdparams').write_bytes(b'x'), 'not a readable torch/paddle checkpoint'),
 ])
 def test_test_py_bad_checkpoint(make, message, tmp_path):
     make(tmp_path)
-    name = 'nope.pdparams' if 'pickle' in message else 'nope.safetensors'
+    name = 'nope.pdparams' if 'torch/paddle' in message else 'nope.safetensors'
     proc = run('test.py', '--checkpoint', tmp_path / name, check=False)
     assert proc.returncode == 2 and message in proc.stderr and 'Traceback' not in proc.stderr
 
@@ -235,29 +235,29 @@ def test_test_py_folder_mode_matches_masks_by_name(smoke, tmp_path):
 
 
 def test_command_line_values_are_typed():
-    import train
+    from training.config import check_key
     cfg = {'lr': 1e-4, 'flip': True, 'batch_size': 16, 'run_name': 'x', 'val_data': None}
-    cli = lambda key, text: train.check_key(cfg, key, text, 'command line')  # noqa: E731
+    cli = lambda key, text: check_key(cfg, key, text, 'command line')  # noqa: E731
     assert cli('lr', '1e-4') == 1e-4 and cli('lr', '3') == 3.0
     assert cli('flip', 'false') is False and cli('batch_size', '8') == 8
     assert cli('run_name', 'nan') == 'nan' and cli('run_name', '123') == '123'
     assert cli('val_data', 'null') is None and cli('val_data', 'v.flist') == 'v.flist'
     with pytest.raises(ValueError, match="'batch_size' expects int"):
         cli('batch_size', '2.5')
-    assert train.check_key({'lr': 1e-4}, 'lr', 3, 'cli') == 3.0
+    assert check_key({'lr': 1e-4}, 'lr', 3, 'cli') == 3.0
     with pytest.raises(ValueError, match="'lr' expects float"):
-        train.check_key({'lr': 1e-4}, 'lr', 'fast', 'cli')
+        check_key({'lr': 1e-4}, 'lr', 'fast', 'cli')
     with pytest.raises(ValueError, match="expects bool"):
-        train.check_key({'flip': True}, 'flip', 1, 'cli')
+        check_key({'flip': True}, 'flip', 1, 'cli')
 
 
 def test_overwrite_clears_only_what_a_run_wrote(tmp_path):
-    import train
+    from training.run import clear_run
     for name in ('iter_0000002.safetensors', 'latest.safetensors', 'log.txt', 'notes.md'):
         (tmp_path / name).write_text('x')
     (tmp_path / 'samples').mkdir()
     (tmp_path / 'samples' / 'iter_0000002.png').write_text('x')
-    train.clear_run(tmp_path)
+    clear_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['notes.md']
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import paddle
 import pytest
 
-from models import torchfile
+from weights import torchfile
+from weights.read import read_weights
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 
@@ -22,7 +23,7 @@ def test_reads_both_torch_formats_exactly(name):
         assert np.array_equal(sd[key].astype(np.float32), ref[key]), key
     assert sd['t'].flags['C_CONTIGUOUS'] and sd['t'].shape == (4, 3)  # a transposed view
     assert sd['1.num_batches_tracked'].dtype == np.int64 and sd['scalar'].shape == ()
-    flat = torchfile.state_dict(FIXTURES / name)  # unwraps {'model': ...}
+    flat = read_weights(FIXTURES / name)  # unwraps {'model': ...}
     assert set(flat) == set(ref.files)
 
 
@@ -37,9 +38,15 @@ def test_reads_pdparams_without_paddle_unpickling(tmp_path):
     weights = {'a.weight': paddle.arange(6, dtype='float32').reshape([2, 3]),
                'b': paddle.to_tensor([1, 2], dtype='int64')}
     paddle.save(weights, str(path))
-    sd = torchfile.state_dict(path)
+    sd = read_weights(path)
     assert np.array_equal(sd['a.weight'], weights['a.weight'].numpy())
     assert np.array_equal(sd['b'], [1, 2])
+    paddle.save({'state_dict': weights, 'epoch': 3}, str(path))  # nested: (name, array) tuples
+    sd = read_weights(path)
+    assert sorted(sd) == ['a.weight', 'b'] and np.array_equal(sd['b'], [1, 2])
+    assert sorted(read_weights(path, unwrap=False)) == ['state_dict.a.weight', 'state_dict.b']
+    paddle.save({'net_gen': weights}, str(path))  # PaddleGAN's layout: flattened with its prefix
+    assert sorted(read_weights(path)) == ['net_gen.a.weight', 'net_gen.b']
 
 
 def test_not_a_checkpoint_is_a_value_error(tmp_path):

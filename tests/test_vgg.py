@@ -1,17 +1,24 @@
-"""VGG feature loading from local files and the perceptual/style/TV loss formulas."""
+"""VGG features from local files (models/features.py, weights/features.py) and the
+perceptual/style/TV loss formulas."""
 import numpy as np
 import paddle
 import pytest
 
 from conftest import random_vgg_file
+from models.features import IMAGENET_MEAN, IMAGENET_STD, FeatureNet
 from models.losses import dilated_hole_tv, gram, perceptual_l1, style_l1
-from models.vgg import IMAGENET_MEAN, IMAGENET_STD, FeatureNet, load_vgg, read_weights
-from tools.convert_vgg import convert
+from weights.features import read_feature_file, write_features_file
+from weights.read import read_weights
+
+
+def loaded(path, arch='vgg16', outputs=('pool1', 'pool2', 'pool3'), normalize='imagenet'):
+    net = FeatureNet(str(path), arch, outputs, normalize)
+    return net.load(read_feature_file(net))
 
 
 def test_features_match_a_hand_convolution():
     path = random_vgg_file('vgg16')
-    net = FeatureNet(path, 'vgg16', ('relu1_1', 'pool1', 'pool2', 'pool3'), 'imagenet')
+    net = loaded(path, 'vgg16', ('relu1_1', 'pool1', 'pool2', 'pool3'), 'imagenet')
     x = np.random.RandomState(0).uniform(-1, 1, (2, 3, 32, 32)).astype('float32')
     relu, p1, p2, p3 = net(paddle.to_tensor(x))
     assert relu.shape == [2, 64, 32, 32] and p1.shape == [2, 64, 16, 16]
@@ -27,7 +34,7 @@ def test_features_match_a_hand_convolution():
 
 
 def test_unit_normalisation_and_gradients_reach_the_input_only():
-    net = FeatureNet(random_vgg_file('vgg16'), 'vgg16', ('conv1_1',), 'unit')
+    net = loaded(random_vgg_file('vgg16'), 'vgg16', ('conv1_1',), 'unit')
     x = paddle.zeros([1, 3, 8, 8])
     x.stop_gradient = False
     (out,) = net(x)
@@ -41,14 +48,16 @@ def test_unit_normalisation_and_gradients_reach_the_input_only():
 
 def test_missing_or_wrong_weights_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='vgg_weights.*download'):
+        loaded(tmp_path / 'nope.pth')
+    with pytest.raises(RuntimeError, match='vgg_weights: the VGG16 features are not loaded'):
         FeatureNet(str(tmp_path / 'nope.pth'))(paddle.zeros([1, 3, 8, 8]))
     with pytest.raises(ValueError, match='lacks features.16.weight'):
-        load_vgg(random_vgg_file('vgg16'), 'vgg19', ('relu5_4',))
+        loaded(random_vgg_file('vgg16'), 'vgg19', ('relu5_4',))
     bad = tmp_path / 'bad.npz'
     np.savez(bad, **{'features.0.weight': np.zeros((64, 1, 3, 3), 'float32'),
                      'features.0.bias': np.zeros(64, 'float32')})
     with pytest.raises(ValueError, match='shape'):
-        load_vgg(str(bad), 'vgg16', ('conv1_1',))
+        loaded(bad, 'vgg16', ('conv1_1',))
 
 
 def test_pdparams_and_converted_files_load_identically(tmp_path):
@@ -56,10 +65,10 @@ def test_pdparams_and_converted_files_load_identically(tmp_path):
     pd = tmp_path / 'vgg16.pdparams'
     paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(pd))
     out = tmp_path / 'vgg16.safetensors'
-    assert convert(str(pd), str(out)) == 'vgg16'
+    assert write_features_file(str(pd), str(out)) == 'vgg16'
     x = paddle.rand([1, 3, 16, 16]) * 2 - 1
-    a = FeatureNet(str(pd), outputs=('pool2',))(x)[0].numpy()
-    b = FeatureNet(str(out), outputs=('pool2',))(x)[0].numpy()
+    a = loaded(pd, outputs=('pool2',))(x)[0].numpy()
+    b = loaded(out, outputs=('pool2',))(x)[0].numpy()
     assert np.array_equal(a, b)
 
 

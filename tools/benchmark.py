@@ -42,9 +42,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import MODELS, build, runtime  # noqa: E402
+import runtime  # noqa: E402
+from models import MODELS, build  # noqa: E402
+from models.attention import ContextualAttention  # noqa: E402
 from models.base import count_parameters  # noqa: E402
-from models.ops import ContextualAttention  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -121,7 +122,7 @@ def model_config(name, tmp):
     path = cls.DEFAULTS.get('vgg_weights')
     if path is None or os.path.isfile(path):
         return {}
-    from models.vgg import VGGFeatures, layer_names
+    from models.features import VGGFeatures, layer_names
     arch = getattr(cls, 'VGG_ARCH', 'vgg16')
     net = VGGFeatures(arch, (layer_names(arch)[-1],))
     out = Path(tmp) / f'{arch}-random.npz'
@@ -147,8 +148,7 @@ def phase_eager(name, sizes, repeats, device, tmp):
 
 
 def phase_export(name, sizes, repeats, device, tmp):
-    from models.inpainter import ExportedModel
-    from tools.export import export
+    from inference import ExportedModel, export
     model = build(name, model_config(name, tmp))
     folder = export(model, Path(tmp) / 'export')
     del model
@@ -163,25 +163,30 @@ def phase_export(name, sizes, repeats, device, tmp):
 
 
 def phase_train(name, batch_size, repeats, device, tmp):
-    import train
     from data import masks_from_config
+    from training.batches import to_batch
+    from training.step import train_step
+    from weights.features import load_feature_weights
     model = build(name, model_config(name, tmp))
+    load_feature_weights(model)
     model.train()
     opts = model.make_optimizers()
-    d_steps, g_step = model.schedule(model.cfg['max_iters'] - 1)  # the last (full) phase
+    d_steps, g_step, phase = model.schedule(model.cfg['max_iters'] - 1)  # the last (full) phase
     size = model.cfg['image_size']
-    mask, bbox = masks_from_config(model.cfg)(np.random.RandomState(0), batch_size)
-    image = example(size, batch_size)[0]
-    batch = dict(image=image, mask=paddle.to_tensor(mask), bbox=bbox)
-    step = lambda: train.train_step(model, opts['optG'], opts.get('optD'),  # noqa: E731
-                                    lambda: batch, d_steps, g_step=g_step, run_dir=tmp)
+    rng = np.random.RandomState(0)
+    mask, bbox = masks_from_config(model.cfg)(rng, batch_size)
+    image = example(size, batch_size)[0].numpy()
+    alpha = rng.uniform(size=(batch_size, model.MIXING_DRAWS)).astype('float32')
+    batch = to_batch(image, mask, bbox, model.extra_inputs(image, mask), alpha)
+    step = lambda: train_step(model, opts['optG'], opts.get('optD'),  # noqa: E731
+                              lambda: batch, d_steps, g_step=g_step, phase=phase, run_dir=tmp)
     return {f'train_{size}_b{batch_size}_ms': 1000 * timed(step, repeats),
             'peak_train_mb': peak_memory_mb(device)}
 
 
 def phase_photo(name, hw, hole, strategy, checkpoint, device, tmp):
     """Inpaints a synthetic HxW photo with a centred box hole of ``hole`` of its area."""
-    from models.inpainter import Inpainter, load_model
+    from inference import Inpainter, load_model
     model = load_model(checkpoint)[0] if checkpoint else build(name, model_config(name, tmp))
     h, w = hw
     rng = np.random.RandomState(0)

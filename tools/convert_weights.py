@@ -11,8 +11,8 @@
 torch is not needed: .pth/.pt files are read without running their pickled code. The checkpoint
 holds the model name, its full config (with the switches under which our network computes what
 the source computes), iteration 0 and the input files' names and SHA-256; test.py and
-``models.inpainter.Inpainter.from_checkpoint`` load it directly. models/convert.py describes the
-checks; each model file's ``CONVERTERS`` lists its sources.
+``inference.Inpainter.from_checkpoint`` load it directly. weights/convert/__init__.py describes the
+checks and holds the table of sources (``SOURCES``).
 """
 import argparse
 import sys
@@ -20,17 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import runtime  # noqa: E402
+import runtime  # noqa: E402
 from models.base import count_parameters  # noqa: E402
-from models.convert import convert_files, describe, sources  # noqa: E402
+from weights.convert import SOURCES, convert_files  # noqa: E402
 
 
 def list_sources():
-    for name, (cls, fn) in sorted(sources().items()):
-        summary, download = describe(fn)
-        print(f'{name}  ->  {cls.NAME}\n    {summary}')
-        if download:
-            print(f'    download: {download}')
+    for name, source in sorted(SOURCES.items()):
+        print(f'{name}  ->  {source.model}\n    {source.about}\n    download: {source.download}'
+              f'\n    licence: {source.licence}')
     return 0
 
 

@@ -4,131 +4,48 @@
     python tools/export.py --checkpoint converted.safetensors --out exported/v2 --onnx
     python tools/export.py --model deepfill_v1 --out exported/v1_random      # untrained, DEFAULTS
 
-The folder gets ``model.json`` + ``model.pdiparams`` (paddle.jit.save, PIR format) taking
-``image`` [N,3,H,W] in [-1, 1] and ``mask`` [N,1,H,W] (1 = hole) with dynamic N, H and W (H and W
-multiples of the model's size multiple; the mask batch must equal the image batch), returning the
-model's image outputs (``pred``, ``composite``, ...); ``inpaint.json`` (model name, config, size
-multiple, output names) for tools/infer.py and ``Inpainter.from_exported``; and with --onnx
-``model.onnx`` (opset 17 by default, through paddle2onnx: ``pip install paddle2onnx
-onnxruntime``, optional). Sketch guidance (DeepFill v2 ``guided``) is not exported: a guided
-model runs without a sketch.
+The folder gets ``model.json`` (``model.pdmodel`` on Paddle 2.6) + ``model.pdiparams``
+(paddle.jit.save) taking ``image`` [N,3,H,W] in [-1, 1] and ``mask`` [N,1,H,W] (1 = hole) with
+dynamic N, H and W (H and W multiples of the model's size multiple; the mask batch must equal the
+image batch), returning the model's image outputs (``pred``, ``composite``, ...);
+``inpaint.json`` (model name, config, size multiple, output names) for tools/infer.py and
+``Inpainter.from_exported``; and with --onnx ``model.onnx`` (opset 17 by default, through
+paddle2onnx: ``pip install paddle2onnx onnxruntime``, optional). Extra inputs (DeepFill v2's
+sketch) are not exported: a guided model runs without a sketch. The functions live in
+inference/export.py.
 """
 import argparse
-import importlib.util
-import json
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import MODELS, build, runtime  # noqa: E402
-from models.inpainter import EXPORT_META, load_model  # noqa: E402
-
-import paddle  # noqa: E402
-from paddle.static import InputSpec  # noqa: E402
-
-
-class ImageOutputs(paddle.nn.Layer):
-    """The model's forward with (image, mask) in and its image outputs out, as a tuple."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.names = list(model.IMAGE_OUTPUTS)
-
-    def forward(self, image, mask):
-        out = self.model(image, mask)
-        return tuple(out[name] for name in self.names)
-
-
-def trace_summary(error):
-    """'file:line: ErrorType: message' from a dy2static error (its text holds the user frames)."""
-    text = str(error)
-    frames = re.findall(r'File "([^"]+)", line (\d+)', text)
-    ours = [f'{Path(f).name}:{n}' for f, n in frames if 'site-packages' not in f
-            and 'to_static_tmp' not in f]
-    errors = re.findall(r'^\s*(\w+(?:Error|Exception)): (.+)$', text, re.M)
-    kind, message = errors[-1] if errors else (type(error).__name__, text.strip()[:200])
-    return f"{ours[-1] + ': ' if ours else ''}{kind}: {message.strip()}"
-
-
-def export(model, folder, name=None):
-    """Writes ``model`` (an InpaintModel) to ``folder`` for paddle.inference; returns the folder.
-
-    Raises:
-        RuntimeError: naming the model when tracing fails (an op that cannot take dynamic shapes).
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = name or model.NAME
-    model.eval()
-    wrapper = ImageOutputs(model)
-    spec = [InputSpec([None, 3, None, None], 'float32', 'image'),
-            InputSpec([None, 1, None, None], 'float32', 'mask')]
-    try:
-        static = paddle.jit.to_static(wrapper, input_spec=spec, full_graph=True)
-        paddle.jit.save(static, str(folder / 'model'))
-    except Exception as e:  # dy2static raises many types; report the model, place and error
-        raise RuntimeError(f'export: {name} could not be traced with dynamic shapes: '
-                           f'{trace_summary(e)}') from e
-    meta = dict(model=name, config=model.cfg, size_multiple=int(model.SIZE_MULTIPLE),
-                outputs=wrapper.names, inputs=['image', 'mask'], paddle=paddle.__version__)
-    (folder / EXPORT_META).write_text(json.dumps(meta, indent=1))
-    return folder
-
-
-def export_onnx(folder, opset=17):
-    """Converts an exported folder's model.json to model.onnx with paddle2onnx; returns the path.
-
-    paddle2onnx runs in a child process: on an operator it cannot convert it aborts the process.
-
-    Raises:
-        ImportError: paddle2onnx is not installed (it is optional).
-        RuntimeError: the conversion failed; the message holds paddle2onnx's error lines.
-    """
-    if importlib.util.find_spec('paddle2onnx') is None:
-        raise ImportError('paddle2onnx is not installed')
-    folder = Path(folder)
-    out = folder / 'model.onnx'
-    out.unlink(missing_ok=True)
-    code = ('import sys, paddle2onnx; paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], '
-            'opset_version=int(sys.argv[4]))')
-    # POLYGRAPHY_AUTOINSTALL_DEPS=0: paddle2onnx's optimiser would pip-install onnx_graphsurgeon.
-    env = dict(os.environ, POLYGRAPHY_AUTOINSTALL_DEPS='0')
-    proc = subprocess.run([sys.executable, '-c', code, str(folder / 'model.json'),
-                           str(folder / 'model.pdiparams'), str(out), str(opset)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode or not out.is_file():
-        log = (proc.stdout + proc.stderr).splitlines()
-        errors = [line.strip() for line in log if 'ERROR' in line or 'Error' in line]
-        raise RuntimeError(f'export: paddle2onnx failed on {folder} (exit {proc.returncode}): '
-                           + ' | '.join(errors[-3:] or log[-3:]))
-    return out
+import runtime  # noqa: E402
+from inference import EXPORT_META, export, export_onnx, load_model  # noqa: E402
+from inference.exported import graph_file  # noqa: E402
+from models import MODELS, build  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--checkpoint', help='.safetensors checkpoint (training run or converted)')
-    p.add_argument('--allow_pickle', action='store_true', help='allow a pickled .pdparams')
     p.add_argument('--model', help=f"model name ({', '.join(MODELS)}): with --checkpoint only "
-                   'for a pickled .pdparams; alone, exports an untrained model with DEFAULTS')
+                   'for a bare .pdparams state dict; alone, exports an untrained model with '
+                   'DEFAULTS')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--onnx', action='store_true', help='also write model.onnx (needs paddle2onnx)')
     p.add_argument('--opset', type=int, default=17)
     args = p.parse_args(argv)
     runtime.setup('cpu')
     if args.checkpoint:
-        model = load_model(args.checkpoint, args.allow_pickle, args.model)[0]
+        model = load_model(args.checkpoint, args.model)[0]
     elif args.model:
         model = build(args.model, {})
     else:
         raise ValueError('--checkpoint or --model is required')
     folder = export(model, args.out)
-    print(f'{model.NAME} -> {folder}/model.json, model.pdiparams, {EXPORT_META}')
+    print(f'{model.NAME} -> {graph_file(folder)}, model.pdiparams, {EXPORT_META}')
     if args.onnx:
         try:
             print(f'{model.NAME} -> {export_onnx(folder, args.opset)}')

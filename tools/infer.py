@@ -9,7 +9,7 @@
 
 The folder is one written by tools/export.py. On CPU paddle.inference runs oneDNN kernels
 (--no_onednn for Paddle's own), on a CUDA build of paddle the GPU. Photos of any size; masks white
-= hole; --strategy as in test.py (models/inpainter.py). --compare also runs the checkpoint's
+= hole; --strategy as in test.py (inference/inpainter.py). --compare also runs the checkpoint's
 dygraph model on the same padded input and prints the largest difference of every output.
 """
 import argparse
@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import runtime  # noqa: E402
-from models.inpainter import (STRATEGIES, ExportedModel, Inpainter, load_model,  # noqa: E402
-                              pad_to_multiple)
+import runtime  # noqa: E402
+from inference import (STRATEGIES, ExportedModel, Inpainter, load_model,  # noqa: E402
+                       pad_to_multiple)
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402

@@ -1,23 +1,25 @@
 """Image panels for logs and reports: input, coarse, refined, composite, flow, ground truth."""
 import numpy as np
 
-from models.ops import flow_to_image
+from models.attention import flow_to_image
 
 
 def _numpy(x):
     return x.numpy() if hasattr(x, 'numpy') else np.asarray(x)
 
 
-def panels(image, mask, out, sketch=None):
+def panels(image, mask, out, extra=None):
     """Named [N, 3, H, W] arrays in [-1, 1] for whatever outputs the model produced.
 
-    The input panel shows the holes in white so they stand out from dark image content, and a
-    guided model's sketch strokes in black inside them.
+    The input panel shows the holes in white so they stand out from dark image content, and the
+    strokes of extra input maps (a guided model's sketch) in black inside them.
     """
     image, mask = _numpy(image), _numpy(mask)
     shown = image * (1 - mask) + mask
-    if sketch is not None:
-        shown = np.where(_numpy(sketch) * mask > 0, -1.0, shown)
+    for value in (extra or {}).values():
+        value = _numpy(value)
+        if value.ndim == 4 and value.shape[2:] == mask.shape[2:]:
+            shown = np.where(value[:, :1] * mask > 0, -1.0, shown)
     cols = [('input', shown)]
     for key, name in (('coarse', 'coarse'), ('pred', 'refined'), ('composite', 'composite')):
         if key in out:

@@ -1,14 +1,14 @@
 """Paddle set-up shared by every entry point: CPU math path, threads, quiet logs, device.
 
 Importing this module sets two environment defaults that Paddle only reads when it is first
-imported (../shared/reference/paddle-platform.md, section 0):
+imported:
 
 - ``MKL_DEBUG_CPU_TYPE=5``: Paddle's bundled MKL takes a slow generic code path on AMD CPUs;
   this switch makes a DeepFill-sized training step about 8x faster there and is harmless on Intel.
 - ``GLOG_minloglevel=2``: hides the C++ INFO/WARNING chatter of the executor and jit.save.
 
-``models/__init__.py`` imports this module before any model file imports paddle. Values already
-set in the environment are kept.
+``models/__init__.py`` imports this module before any model file imports paddle, so importing
+``models`` (or any entry point) applies them. Values already set in the environment are kept.
 """
 import os
 import sys
@@ -43,7 +43,7 @@ def setup(device='auto', threads=None):
         ValueError: on an unknown device name or a GPU request that this Paddle cannot serve.
     """
     if _PADDLE_WAS_LOADED and _is_amd_cpu() and os.environ.get('MKL_DEBUG_CPU_TYPE') != '5':
-        warnings.warn('paddle was imported before models/; set MKL_DEBUG_CPU_TYPE=5 before '
+        warnings.warn('paddle was imported before runtime.py; set MKL_DEBUG_CPU_TYPE=5 before '
                       '`import paddle` or CPU training runs several times slower on AMD CPUs')
     has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if device == 'auto':
@@ -63,9 +63,9 @@ def setup(device='auto', threads=None):
 def run_cli(main):
     """Runs an entry point; expected user errors print one line and exit 2 (NaN stops exit 1).
 
-    Set DEEPFILL_DEBUG=1 to get the full traceback instead.
+    Set DEEPFILL_DEBUG=1 to get the full traceback instead. User errors are ValueError and its
+    subclasses (bad flags, unreadable checkpoints, unsafe files) and FileNotFoundError.
     """
-    from models.checkpoint import CheckpointError  # local: checkpoint imports paddle too
     try:
         return main()
     except FloatingPointError as e:
@@ -73,7 +73,7 @@ def run_cli(main):
             raise
         print(f'error: {e}', file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
+    except (ValueError, FileNotFoundError) as e:
         if os.environ.get('DEEPFILL_DEBUG'):
             raise
         print(f'error: {e}', file=sys.stderr)

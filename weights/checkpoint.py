@@ -2,26 +2,30 @@
 
 A checkpoint is one ``.safetensors`` file: the model's tensors under ``model/``, each optimizer's
 tensors under ``<optimizer>/``, and the small run state (model name, resolved config, iteration,
-data position, optimizer scalars) as JSON in the safetensors header. ``paddle.load`` unpickles,
-so a crafted ``.pdparams`` can run code (paddle-platform.md, 3.9): such files are only read with
-an explicit ``allow_pickle=True``, with a warning.
+data position, optimizer scalars) as JSON in the safetensors header. A Paddle ``.pdparams`` state
+dict (``paddle.save(model.state_dict(), ...)``) or a torch file of our parameter names loads too,
+through the code-free reader (``weights.read``); it carries no config, so the model name must be
+given.
 
-Optimizer tensors are stored under the structured parameter name (``netG.coarse.conv1.conv.weight``)
-instead of Paddle's auto-generated one (``conv2d_0.w_0``), so a resume does not depend on how many
-layers the process happened to build before the model.
+Optimizer tensors are stored under the structured parameter name
+(``netG.coarse.conv1.conv.weight``) and the accumulator type (``moment1``) instead of Paddle's
+variable name (``conv2d_0.w_0_moment1_0``), whose numbers come from process-wide counters: a
+resume then does not depend on what the process built or trained before (a notebook that trained
+another model first).
 """
 import json
 import os
 import re
-import warnings
+import shutil
 
 import numpy as np
 import paddle
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from weights.read import read_weights
+
 FORMAT = 'deepfill-paddle/1'
-PICKLE_SUFFIXES = ('.pdparams', '.pdopt', '.pkl', '.pickle', '.pth', '.pt')
 
 
 class CheckpointError(ValueError):
@@ -32,12 +36,18 @@ def _numpy(value):
     return np.ascontiguousarray(value.numpy() if hasattr(value, 'numpy') else value)
 
 
+def _owner(key, auto_names):
+    """The parameter variable name that an optimizer state key starts with (the longest), or
+    None: ``conv2d_0.w_0_moment1_0`` -> ``conv2d_0.w_0``."""
+    return max((n for n in auto_names if key.startswith(n + '_')), key=len, default=None)
+
+
 def _optimizer_tensors(optimizer, model):
     """Splits an optimizer state into structured-name tensors and JSON-able scalars."""
     by_auto_name = {p.name: name for name, p in model.named_parameters()}
     tensors, extra = {}, {}
     for key, value in optimizer.state_dict().items():
-        owner = max((n for n in by_auto_name if key.startswith(n + '_')), key=len, default=None)
+        owner = _owner(key, by_auto_name)
         if owner is not None and hasattr(value, 'numpy'):
             tensors[f'{by_auto_name[owner]}:{key[len(owner) + 1:]}'] = _numpy(value)
         elif hasattr(value, 'numpy'):
@@ -74,22 +84,28 @@ def link_or_copy(src, dst):
     try:
         os.link(src, tmp)
     except OSError:
-        import shutil
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
 
-def read_checkpoint(path, allow_pickle=False):
+def read_checkpoint(path):
     """Returns (tensors: dict name -> numpy, state: dict) without running any code from the file.
 
+    A ``.safetensors`` file must be a checkpoint of ours; other weight files (``.pdparams``,
+    ``.pth``) are read as a bare model state dict: tensors under ``model/``, an empty state.
+
     Raises:
-        CheckpointError: missing file, not a checkpoint, or a pickle file without allow_pickle.
+        CheckpointError: missing file, not a checkpoint, or an unreadable weights file.
     """
     path = str(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint: {path} does not exist')
-    if path.lower().endswith(PICKLE_SUFFIXES):
-        return _read_pickle(path, allow_pickle)
+    if not path.lower().endswith('.safetensors'):
+        try:
+            weights = read_weights(path, 'checkpoint', unwrap=False)
+        except (ValueError, FileNotFoundError) as e:
+            raise CheckpointError(str(e)) from None
+        return {f'model/{k}': v for k, v in weights.items()}, {}
     try:
         with safe_open(path, 'np') as f:
             meta = f.metadata() or {}
@@ -100,22 +116,6 @@ def read_checkpoint(path, allow_pickle=False):
         raise CheckpointError(f'checkpoint: {path} is a safetensors file but not a Deepfill-Paddle '
                               'checkpoint (no run state in its header)')
     return tensors, json.loads(meta['state'])
-
-
-def _read_pickle(path, allow_pickle):
-    if not allow_pickle:
-        raise CheckpointError(f'checkpoint: {path} is a pickle file, which can run code when '
-                              'loaded; pass --allow_pickle only if you trust where it came from')
-    warnings.warn(f'loading pickle file {path}: this can run code; use it only if you trust it')
-    obj = paddle.load(path, return_numpy=True)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f'checkpoint: {path} holds a {type(obj).__name__}, not a state dict')
-    tensors = {}
-    for key, value in obj.items():  # flat state dict, or {'netG': {...}, 'netD': {...}}
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for sub, array in items:
-            tensors['model/' + (key if sub is None else f'{key}.{sub}')] = np.asarray(array)
-    return tensors, {}
 
 
 def load_model_state(model, tensors, path='checkpoint'):
@@ -134,42 +134,46 @@ def load_model_state(model, tensors, path='checkpoint'):
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in given.items()})
 
 
-def _accumulator_names(optimizer):
-    """{(parameter name, accumulator type): variable name}, creating the accumulators now.
-
-    Paddle names an accumulator ``<param>_<type>_<n>`` with a process-wide counter ``n`` when it
-    first creates it, so a checkpoint's ``moment1_0`` can be this process's ``moment1_2`` (a
-    notebook that built another model first). Creating them here lets the state be matched by
-    type instead of by the counter. Private Paddle API (2.6 and 3.x); {} if it is unavailable.
-    """
-    params = [p for p in getattr(optimizer, '_parameter_list', None) or []
-              if not isinstance(p, dict) and not p.stop_gradient]
-    try:
-        block = paddle.static.default_main_program().global_block()
-        optimizer._create_accumulators(block, params)
-        return {(pname, acc_type): var.name
-                for acc_type, by_param in optimizer._accumulators.items()
-                for pname, var in by_param.items()}
-    except (AttributeError, TypeError):
-        return {}
+def _materialise(optimizer, model):
+    """Makes ``optimizer`` create its state for every trainable parameter of ``model`` now, by
+    one step on zero gradients (the moments stay zero and no parameter moves, for Adam and
+    Adadelta alike); returns its ``state_dict()``, whose keys are this process's names."""
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    model.clear_gradients()
+    paddle.add_n([p.sum() * 0.0 for p in params]).backward()
+    optimizer.step()
+    model.clear_gradients()
+    return optimizer.state_dict()
 
 
 def load_optimizer_state(optimizer, model, name, tensors, state):
-    """Restores optimizer ``name`` saved by ``save_checkpoint`` into ``optimizer``."""
-    auto_name = {struct: p.name for struct, p in model.named_parameters()}
-    actual = _accumulator_names(optimizer)
+    """Restores optimizer ``name`` saved by ``save_checkpoint`` into a fresh ``optimizer``.
+
+    Saved tensors are matched to this process's variables by (parameter, accumulator type);
+    state the checkpoint lacks (parameters that had no gradient yet) stays fresh. Only public
+    optimizer API is used: ``step``, ``state_dict``, ``set_state_dict``.
+    """
     prefix = name + '/'
-    opt_state = dict(state.get('optimizers', {}).get(name, {}))
-    for key, value in tensors.items():
-        if not key.startswith(prefix):
-            continue
-        key = key[len(prefix):]
+    saved = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not saved:
+        return
+    current = _materialise(optimizer, model)
+    struct_of = {p.name: struct for struct, p in model.named_parameters()}
+    slots = {}
+    for key in current:
+        owner = _owner(key, struct_of)
+        if owner is not None:
+            slots[(struct_of[owner], re.sub(r'_\d+$', '', key[len(owner) + 1:]))] = key
+    new = dict(current)
+    for key, value in saved.items():
         struct, sep, suffix = key.partition(':')
-        if sep and struct not in auto_name:
-            raise CheckpointError(f'checkpoint: optimizer {name} has state for unknown parameter '
-                                  f'{struct}')
-        if sep:
-            acc_type = re.sub(r'_\d+$', '', suffix)  # moment1_0 -> moment1
-            key = actual.get((auto_name[struct], acc_type), f'{auto_name[struct]}_{suffix}')
-        opt_state[key] = paddle.to_tensor(value)
-    optimizer.set_state_dict(opt_state)
+        target = slots.get((struct, re.sub(r'_\d+$', '', suffix))) if sep else key
+        if target not in current:
+            raise CheckpointError(f'checkpoint: optimizer {name} has state {key!r}, which this '
+                                  'optimizer does not keep (another optimizer or model?)')
+        if list(current[target].shape) != list(value.shape):
+            raise CheckpointError(f'checkpoint: optimizer {name} state {key!r} has shape '
+                                  f'{list(value.shape)}, expected {list(current[target].shape)}')
+        new[target] = paddle.to_tensor(value)
+    new.update(state.get('optimizers', {}).get(name, {}))
+    optimizer.set_state_dict(new)

@@ -1,8 +1,9 @@
 """Python API: inpaint photos of any size with a checkpoint or an exported model.
 
-    from models.inpainter import Inpainter
+    from inference import Inpainter
     inpaint = Inpainter.from_checkpoint('checkpoints/deepfill_v1_quickstart/latest.safetensors')
     result = inpaint(image, mask)   # numpy uint8 HxWx3 RGB or a PIL image; mask HxW, white/1 = hole
+    result = inpaint(image, mask, sketch=sketch)   # a model's extra maps (USER_INPUTS) by name
     inpaint = Inpainter.from_exported('exported/deepfill_v1')          # paddle.inference (oneDNN)
     inpaint = Inpainter.from_exported('exported/deepfill_v1', backend='onnx')    # onnxruntime
 
@@ -23,36 +24,14 @@ them is the ``strategy`` (IOPaint's HD strategies, with our defaults):
 ``max_size`` defaults to the model's training size (``image_size`` in its config), where the model
 is at home and memory is small: DeepFill's contextual attention grows with (HW)^2.
 """
-import json
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 import paddle
 
-from models import build
-from models.checkpoint import CheckpointError, load_model_state, read_checkpoint
+from inference.exported import ExportedModel
+from inference.loading import load_model
 
 STRATEGIES = ('auto', 'original', 'crop', 'resize')
-EXPORT_META = 'inpaint.json'  # written next to model.json by tools/export.py
-
-
-def load_model(path, allow_pickle=False, model_name=None):
-    """Rebuilds the model recorded in a checkpoint and loads its weights; returns (model, state).
-
-    Converted weights (tools/convert_weights.py) are such checkpoints too. A pickled
-    ``.pdparams`` carries no config: then ``model_name`` is required and the model's paper
-    DEFAULTS are used.
-    """
-    tensors, state = read_checkpoint(path, allow_pickle)
-    name = state.get('model') or model_name
-    if name is None:
-        raise CheckpointError(f'checkpoint: {path} records no model name; pass --model')
-    model = build(name, state.get('config', {}))
-    load_model_state(model, tensors, path)
-    model.eval()
-    return model, state
 
 
 def _as_image(image):
@@ -66,22 +45,23 @@ def _as_image(image):
     return np.ascontiguousarray(image[..., :3])
 
 
-def _as_binary(array, what, image_shape):
-    """{0, 1} float32 HxW from a numpy array (uint8: > 127; else > 0.5) or a PIL image."""
+def _as_map(array, what, image_shape):
+    """float32 HxW in [0, 1] from a numpy array (uint8: / 255) or a PIL image (its luminance)."""
     if hasattr(array, 'convert'):
         array = array.convert('L')
     array = np.asarray(array)
     if array.ndim == 3:
         array = array[..., 0]
-    array = array > 127 if array.dtype == np.uint8 else array > 0.5
+    array = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 \
+        else array.astype(np.float32)
     if array.shape != image_shape[:2]:
         raise ValueError(f'{what}: size {array.shape[1]}x{array.shape[0]} does not match the '
                          f'image {image_shape[1]}x{image_shape[0]} (width x height)')
-    return array.astype(np.float32)
+    return array
 
 
 def _as_mask(mask, image_shape):
-    mask = _as_binary(mask, 'mask', image_shape)
+    mask = (_as_map(mask, 'mask', image_shape) > 0.5).astype(np.float32)
     if not mask.any():
         raise ValueError('mask: it marks no hole (expected white = hole, black = keep)')
     return mask
@@ -147,101 +127,25 @@ class EagerModel:
         self.SIZE_MULTIPLE = model.SIZE_MULTIPLE
         self.cfg = model.cfg
 
-    def __call__(self, image, mask, sketch=None):
-        """image [N,3,H,W] in [-1, 1], mask [N,1,H,W] float32 numpy -> pred [N,3,H,W] numpy."""
-        extra = {} if sketch is None else {'sketch': paddle.to_tensor(sketch)}
+    def extra_inputs(self, image, mask, seed=0, given=None):
+        """The model's extra inputs for a whole photo (uint8 HxWx3, mask HxW, user maps HxW in
+        [0, 1] by name), at the photo's size; a latent draw comes from ``seed``."""
+        x = image.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1.0
+        return self.model.extra_inputs(x, mask[None, None], [np.random.default_rng(seed)],
+                                       {k: v[None, None] for k, v in (given or {}).items()})
+
+    def __call__(self, image, mask, extra=None):
+        """image [N,3,H,W] in [-1, 1], mask [N,1,H,W], extra inputs: float32 numpy -> pred
+        [N,3,H,W] numpy."""
+        extra = {k: paddle.to_tensor(v) for k, v in (extra or {}).items()}
         with paddle.no_grad():
             out = self.model(paddle.to_tensor(image), paddle.to_tensor(mask), **extra)
         return out['pred'].numpy()
 
 
-class ExportedModel:
-    """A model written by tools/export.py, run by paddle.inference or onnxruntime.
-
-    Args:
-        folder: the export folder (model.json, model.pdiparams, inpaint.json[, model.onnx]).
-        backend: 'paddle' (paddle.inference: oneDNN on CPU, CUDA when this paddle has a GPU) or
-            'onnx' (onnxruntime on CPU; needs ``pip install onnxruntime`` and an exported
-            model.onnx).
-        device: 'auto', 'cpu' or 'gpu[:N]' (paddle backend).
-        threads: CPU threads (default all cores).
-        onednn: use oneDNN kernels on CPU (paddle backend).
-    """
-
-    def __init__(self, folder, backend='paddle', device='auto', threads=None, onednn=True):
-        folder = Path(folder)
-        meta_path = folder / EXPORT_META
-        if not meta_path.is_file():
-            raise FileNotFoundError(f'--model_dir: {folder} holds no {EXPORT_META}; write one '
-                                    'with tools/export.py')
-        self.meta = json.loads(meta_path.read_text())
-        self.SIZE_MULTIPLE = self.meta['size_multiple']
-        self.cfg = self.meta['config']
-        self.outputs = self.meta['outputs']
-        threads = int(threads or os.cpu_count() or 1)
-        if backend == 'paddle':
-            self._run = self._paddle_runner(folder, device, threads, onednn)
-        elif backend == 'onnx':
-            self._run = self._onnx_runner(folder, threads)
-        else:
-            raise ValueError(f"backend: expected 'paddle' or 'onnx', got {backend!r}")
-
-    def _paddle_runner(self, folder, device, threads, onednn):
-        from paddle import inference
-        config = inference.Config(str(folder / 'model.json'), str(folder / 'model.pdiparams'))
-        has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-        if device.startswith('gpu') or (device == 'auto' and has_gpu):
-            if not has_gpu:
-                raise ValueError(f"device: '{device}' requested but this paddle has no GPU")
-            config.enable_use_gpu(256, int(device.partition(':')[2] or 0))
-        else:
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads)
-            if onednn:
-                config.enable_mkldnn()
-                config.set_mkldnn_cache_capacity(8)  # kernels cached for 8 input shapes at most
-                # Paddle 3.3: with oneDNN placement, this pass merges the index computations of
-                # different resizes (height and width alike), so index_select reads out of range.
-                config.delete_pass('common_subexpression_elimination_pass')
-            else:
-                config.disable_mkldnn()
-        config.disable_glog_info()
-        predictor = inference.create_predictor(config)
-
-        def run(image, mask):
-            predictor.get_input_handle('image').copy_from_cpu(image)
-            predictor.get_input_handle('mask').copy_from_cpu(mask)
-            predictor.run()
-            return [predictor.get_output_handle(n).copy_to_cpu()
-                    for n in predictor.get_output_names()]
-        return run
-
-    def _onnx_runner(self, folder, threads):
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ValueError('backend onnx: onnxruntime is not installed '
-                             '(pip install onnxruntime)') from None
-        path = folder / 'model.onnx'
-        if not path.is_file():
-            raise FileNotFoundError(f'backend onnx: {path} does not exist; export with --onnx')
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = onnxruntime.InferenceSession(str(path), options,
-                                               providers=['CPUExecutionProvider'])
-        return lambda image, mask: session.run(None, {'image': image, 'mask': mask})
-
-    def outputs_for(self, image, mask):
-        """All exported outputs by name; image [N,3,H,W], mask [N,1,H,W] float32 numpy."""
-        mask = np.ascontiguousarray(np.broadcast_to(mask, (image.shape[0],) + mask.shape[1:]))
-        values = self._run(np.ascontiguousarray(image, np.float32), mask.astype(np.float32))
-        return dict(zip(self.outputs, values))
-
-    def __call__(self, image, mask, sketch=None):
-        if sketch is not None:
-            raise ValueError('sketch: exported models take no sketch (export covers image and '
-                             'mask only); use the checkpoint')
-        return self.outputs_for(image, mask)['pred']
+def _is_map(value, hw):
+    """Whether an extra input is a map of the photo (shaped [N, C, H, W] like its mask)."""
+    return np.ndim(value) == 4 and tuple(np.shape(value)[2:]) == tuple(hw)
 
 
 class Inpainter:
@@ -249,8 +153,8 @@ class Inpainter:
 
     Args:
         model: an InpaintModel (run eagerly), an ExportedModel, or any object with
-            ``SIZE_MULTIPLE``, ``cfg`` and ``__call__(image, mask, sketch) -> pred`` on numpy
-            [1,C,H,W] arrays in [-1, 1].
+            ``SIZE_MULTIPLE``, ``cfg``, ``extra_inputs(image, mask, seed, given)`` and
+            ``__call__(image, mask, extra) -> pred`` on numpy [1,C,H,W] arrays in [-1, 1].
         strategy: one of STRATEGIES (see the module docstring).
         max_size: longest side the model sees under 'crop' and 'resize' (default: the model's
             training ``image_size``).
@@ -270,13 +174,13 @@ class Inpainter:
                              f'and margin >= 0, got {self.max_size}, {self.margin}')
 
     @classmethod
-    def from_checkpoint(cls, path, allow_pickle=False, model_name=None, **options):
+    def from_checkpoint(cls, path, model_name=None, **options):
         """From a training checkpoint or converted weights (.safetensors)."""
-        return cls(load_model(path, allow_pickle, model_name)[0], **options)
+        return cls(load_model(path, model_name)[0], **options)
 
     @classmethod
     def from_exported(cls, folder, backend='paddle', device='auto', threads=None, **options):
-        """From a folder written by tools/export.py (see ExportedModel)."""
+        """From a folder written by inference.export / tools/export.py (see ExportedModel)."""
         return cls(ExportedModel(folder, backend, device, threads), **options)
 
     def choose_strategy(self, hw):
@@ -284,16 +188,17 @@ class Inpainter:
             return self.strategy
         return 'crop' if max(hw) > 2 * self.train_size else 'original'
 
-    def run(self, image, mask, sketch=None):
+    def run(self, image, mask, seed=0, **given):
         """Returns (result uint8 HxWx3, info dict: strategy and the windows inpainted).
 
-        ``sketch`` (HxW, nonzero = stroke) guides models trained with sketches (DeepFill v2
-        ``guided``); only its strokes inside the hole are used.
+        ``given``: maps the model takes from a user (its ``USER_INPUTS``, e.g. DeepFill v2's
+        ``sketch``), HxW like the mask; ``seed`` draws what a model takes at random.
         """
         image = _as_image(image)
         mask = _as_mask(mask, image.shape)
-        if sketch is not None:
-            sketch = _as_binary(sketch, 'sketch', image.shape)
+        given = {name: _as_map(value, name, image.shape) for name, value in given.items()
+                 if value is not None}
+        extra = self.model.extra_inputs(image, mask, seed, given)
         strategy = self.choose_strategy(image.shape[:2])
         h, w = mask.shape
         if strategy == 'crop':
@@ -304,22 +209,24 @@ class Inpainter:
         result = image.copy()
         for i, (top, left, bottom, right) in enumerate(windows, start=1):
             part = (slice(top, bottom), slice(left, right))
-            pred = self._inpaint(image[part], mask[part],
-                                 None if sketch is None else sketch[part], limit)
+            window = {k: v[..., part[0], part[1]] if _is_map(v, (h, w)) else v
+                      for k, v in extra.items()}
+            pred = self._inpaint(image[part], mask[part], window, limit)
             paste = (labels[part] == i) & (mask[part] > 0)
             result[part][paste] = pred[paste]
         return result, dict(strategy=strategy, windows=windows)
 
-    def __call__(self, image, mask, sketch=None):
+    def __call__(self, image, mask, seed=0, **given):
         """The inpainted photo: numpy uint8 HxWx3, or a PIL image when ``image`` is one."""
-        result = self.run(image, mask, sketch)[0]
+        result = self.run(image, mask, seed, **given)[0]
         if hasattr(image, 'convert'):
             from PIL import Image
             return Image.fromarray(result)
         return result
 
-    def _inpaint(self, image, mask, sketch, limit):
-        """Model prediction for a whole (sub-)image as uint8 HxWx3, shrunk to ``limit`` first."""
+    def _inpaint(self, image, mask, extra, limit):
+        """Model prediction for a whole (sub-)image as uint8 HxWx3, shrunk to ``limit`` first;
+        its extra maps are resized and padded as the mask is."""
         h, w = mask.shape
         scale = 1.0 if limit is None else min(1.0, limit / max(h, w))
         hw = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -328,10 +235,17 @@ class Inpainter:
         x, _ = pad_to_multiple(small, multiple, 'reflect')
         m, _ = pad_to_multiple(small_mask, multiple, 'constant')
         x = x.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1.0
-        extra = None
-        if sketch is not None:
-            extra = pad_to_multiple(_resize(sketch, hw, binary=True), multiple,
-                                    'constant')[0][None, None]
+        extra = {k: _fit_map(v, hw, multiple) if _is_map(v, (h, w)) else v
+                 for k, v in extra.items()}
         pred = self.model(x, m[None, None], extra)[0].transpose(1, 2, 0)[:hw[0], :hw[1]]
         pred = np.clip(np.round((pred + 1.0) * 127.5), 0, 255).astype(np.uint8)
         return _resize(pred, (h, w))
+
+
+def _fit_map(value, hw, multiple):
+    """An extra [1, C, H, W] map resized to ``hw`` (kept binary when it is) and zero-padded to
+    the size multiple, as the mask."""
+    binary = bool(np.isin(value, (0.0, 1.0)).all())
+    channels = [pad_to_multiple(_resize(np.ascontiguousarray(c, np.float32), hw, binary),
+                                multiple, 'constant')[0] for c in value[0]]
+    return np.stack(channels)[None].astype(np.float32)

@@ -1,12 +1,12 @@
-"""Published DeepFill v1/v2 weights -> our parameter names (numpy only; see models/convert.py).
+"""Published DeepFill v1/v2 weights -> our parameter names (numpy only; see weights/convert).
 
 Each function takes the {name: array} dict read from the published file(s) and returns
 ``(params, config)`` for ``DeepFillV1`` / ``DeepFillV2``: params keyed like their
 ``state_dict()``, config the switches under which our network computes what the source computes
-(ops.py: ``padding``, ``ca_resize``, ``ca_patch_norm``, ``ca_mask_from``; DeepFill v2's
-``ca_fuse``) plus the widths and sizes read from the tensor shapes.
+(``padding``, and models/attention.py's ``ca_resize``, ``ca_patch_norm``, ``ca_mask_from``;
+DeepFill v2's ``ca_fuse``) plus the widths and sizes read from the tensor shapes.
 
-Source layouts (section 5 of ../shared/reference/deepfill-v1-v2.md):
+Source layouts (read off the references' code and their released files):
 
 - daa233/generative-inpainting-pytorch (MIT): ``gen_*.pt`` holds ``coarse_generator.*`` and
   ``fine_generator.*`` (torch OIHW, Paddle's layout too); the fine stage's conv branch is named
@@ -17,7 +17,7 @@ Source layouts (section 5 of ../shared/reference/deepfill-v1-v2.md):
   TensorFlow names (``conv1.conv.weight``, ``xconv1...``, ``conv13_upsample.conv.conv...``); the
   critic ``convK.conv_sn.weight`` is a spectral-norm conv whose ``weight_u`` [out, 1] is updated
   on every forward of the source.
-- Official TensorFlow checkpoints (CC BY-NC 4.0), read by models/tfcheckpoint.py:
+- Official TensorFlow checkpoints (CC BY-NC 4.0), read by weights/tfcheckpoint.py:
   ``inpaint_net/<layer>/kernel`` (HWIO; ``<layer>/<layer>_conv/`` for the upsampling convs),
   v1 critics ``discriminator/discriminator_local/convK`` and dense ``dout_local_fc`` (rows in
   NHWC-flatten order), v2 ``discriminator/sn_patch_gan/convK`` with ``kernel_sn/u`` [1, out].
@@ -105,8 +105,6 @@ def v1_critic_config(params, source):
 def convert_daa233_v1(state):
     """daa233's PyTorch DeepFill v1 (gen_*.pt, optionally with dis_*.pt), run as the port runs.
 
-    Download: https://github.com/daa233/generative-inpainting-pytorch (README: "Trained PyTorch
-    model", Google Drive / Baidu; ImageNet, 430k iterations)
 
     The port's ops: symmetric padding, torch nearest resizes in contextual attention and the
     escape-NaN term added per element; RGB input in [-1, 1]. Its converted official model
@@ -141,8 +139,6 @@ def convert_daa233_v1_tf(state):
     official TensorFlow graph: TF 'SAME' padding, align-corners resizes, BGR weights flipped so
     our RGB pipeline feeds them what they were trained on.
 
-    Download: https://github.com/daa233/generative-inpainting-pytorch (README: "Converted TF
-    model", Google Drive); official weights: CC BY-NC 4.0
 
     Assumes the port's converter copied the TF kernels without reordering colour channels (its
     test script feeds RGB to them unchanged); ``daa233_v1`` reproduces that script instead.
@@ -186,8 +182,6 @@ def convert_nipponjo_v2(state):
     """nipponjo's conversion of the official DeepFill v2 weights (states_tf_places2.pth,
     states_tf_celebahq.pth; its networks_tf.py), optionally with a critic under 'D'.
 
-    Download: https://github.com/nipponjo/deepfillv2-pytorch (README: "Download converted
-    weights", Google Drive; or its download_files.py); official weights: CC BY-NC 4.0
 
     Its networks_tf.py reproduces TF 'SAME' padding and align-corners resizes (our defaults), but
     runs contextual attention without the fuse step and resizes the mask to the matching
@@ -203,8 +197,6 @@ def convert_nipponjo_v2_official(state):
     """nipponjo's states_tf_places2.pth / states_tf_celebahq.pth run as the official TensorFlow
     graph (fuse on, two-step mask resize) with the colours flipped: official_v2_tf's result.
 
-    Download: https://github.com/nipponjo/deepfillv2-pytorch (as nipponjo_v2); official
-    weights: CC BY-NC 4.0
 
     Assumes nipponjo's converter copied the official kernels without reordering colour channels
     (its test.py feeds RGB to them unchanged); ``nipponjo_v2`` reproduces that port instead.
@@ -294,8 +286,6 @@ def convert_official_v1_tf(state):
     """The official DeepFill v1 TensorFlow checkpoints (the release folder, or its snap-*
     prefix / .index file), read without TensorFlow.
 
-    Download: https://github.com/JiahuiYu/generative_inpainting/tree/v1.0.0 (README "Pretrained
-    models": CelebA-HQ, Places2, CelebA, ImageNet; Google Drive); CC BY-NC 4.0
 
     Variables ``inpaint_net/*`` and, when present, the WGAN critics ``discriminator/*`` (their
     dense kernels reordered from TF's NHWC flatten); Adam slots and step counters are skipped.
@@ -319,8 +309,6 @@ def convert_official_v2_tf(state):
     """The official DeepFill v2 TensorFlow checkpoints (the release folder, or its snap-*
     prefix / .index file), read without TensorFlow.
 
-    Download: https://github.com/JiahuiYu/generative_inpainting (README "Pretrained models":
-    Places2, CelebA-HQ; Google Drive); CC BY-NC 4.0
 
     Variables ``inpaint_net/*`` and, when present, the SN-PatchGAN ``discriminator/sn_patch_gan/*``
     (its ``kernel_sn/u`` [1, out] power-iterated once, as for nipponjo_v2); Adam slots and step

@@ -1,19 +1,15 @@
-"""Frozen ImageNet VGG16/VGG19 features for perceptual and style losses, from a local file.
+"""Frozen feature networks for losses (and, later, metrics): ImageNet VGG16/VGG19 features.
 
-No weights can be downloaded at run time, and a loss computed on a random VGG silently trains a
-different model, so a missing file is an error that says where to get one. Accepted files:
-
-- torchvision state dicts (``vgg16-397923af.pth``, ``vgg19-dcbb9e9d.pth``), read by
-  ``models.torchfile`` without torch and without unpickling code;
-- Paddle ``.pdparams`` with the same ``features.N.weight`` keys (``paddle.vision.models.vgg16``),
-  read the same way;
-- ``.safetensors`` / ``.npz`` with those keys (``tools/convert_vgg.py`` writes one).
+A loss computed on a random VGG silently trains a different model, and nothing can be downloaded
+at run time, so the weights always come from a local file named in the config
+(``vgg_weights``). This module holds the networks only; ``weights.features.load_feature_weights``
+reads the files (torchvision ``vgg16-397923af.pth`` / ``vgg19-dcbb9e9d.pth``, a Paddle
+``.pdparams`` with the same keys, or the ``.safetensors`` that tools/convert_vgg.py writes) and a
+missing file is an error that says where to get one.
 
 Layer names follow torchvision's ``features`` indices; outputs are named ``conv{b}_{k}``,
 ``relu{b}_{k}`` and ``pool{b}`` (block b, layer k), e.g. PConv's pool1..pool3.
 """
-import os
-
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -70,19 +66,9 @@ class VGGFeatures(nn.Layer):
         return [found[name] for name in self.outputs]
 
 
-def read_weights(path):
-    """{'features.N.weight': array, ...} from a .pth/.pt/.pdparams/.safetensors/.npz file."""
-    path = str(path)
-    if path.endswith('.safetensors'):
-        from safetensors.numpy import load_file
-        state = load_file(path)
-    elif path.endswith('.npz'):
-        with np.load(path) as data:
-            state = {k: data[k] for k in data.files}
-    else:
-        from models import torchfile
-        state = torchfile.state_dict(path)
-    # common wrappers: DataParallel 'module.', whole-model prefixes such as 'vgg.'
+def features_state(state):
+    """The ``features.N.*`` tensors of a VGG state dict, wrappers stripped (DataParallel's
+    ``module.``, whole-model prefixes such as ``vgg.``); the classifier is dropped."""
     out = {}
     for key, value in state.items():
         at = key.find('features.')
@@ -91,45 +77,22 @@ def read_weights(path):
     return out
 
 
-def load_vgg(path, arch='vgg16', outputs=('pool1', 'pool2', 'pool3')):
-    """A frozen ``VGGFeatures`` in eval mode with ImageNet weights from ``path``."""
-    if not path or not os.path.isfile(str(path)):
-        raise FileNotFoundError(
-            f'vgg_weights: {path or "(not set)"} not found; the perceptual and style losses need '
-            f'ImageNet {arch.upper()} weights: download {DOWNLOADS[arch]} (or a Paddle '
-            f'{arch}.pdparams) and pass --vgg_weights PATH')
-    net = VGGFeatures(arch, outputs)
-    state = read_weights(path)
-    mine = net.state_dict()
-    missing = [k for k in mine if k not in state]
-    if missing:
-        raise ValueError(f'vgg_weights: {path} lacks {missing[0]} (and {len(missing) - 1} more); '
-                         f'expected a torchvision/Paddle {arch} state dict')
-    for key, param in mine.items():
-        value = np.asarray(state[key], np.float32)
-        if list(value.shape) != list(param.shape):
-            raise ValueError(f'vgg_weights: {path}: {key} has shape {list(value.shape)}, '
-                             f'{arch} needs {list(param.shape)} (is it a {arch} file?)')
-        param.set_value(value)
-    net.eval()
-    for p in net.parameters():
-        p.stop_gradient = True
-    return net
-
-
 class FeatureNet:
-    """Lazily loaded frozen VGG features of [-1, 1] images, kept out of the model's state.
+    """Frozen VGG features of [-1, 1] images for a loss, kept out of the model's state.
 
     A plain object rather than a sub-layer: the VGG is never saved in checkpoints, never given to
-    an optimizer, and a model that is only used for inference never needs the file.
+    an optimizer, and a model that is only used for inference never needs its file. ``load``
+    takes the tensors of the file (``weights.features.load_feature_weights`` reads it).
 
     Args:
-        path: weights file (see module docstring).
+        path: the weights file (config key ``vgg_weights``).
         arch: 'vgg16' or 'vgg19'.
         outputs: feature names to return, in order.
         normalize: 'imagenet' feeds ((x + 1) / 2 - mean) / std (torchvision convention);
             'unit' feeds (x + 1) / 2 (LBAM's official code uses [0, 1] without normalising).
     """
+
+    KEY = 'vgg_weights'
 
     def __init__(self, path, arch='vgg16', outputs=('pool1', 'pool2', 'pool3'),
                  normalize='imagenet'):
@@ -137,16 +100,36 @@ class FeatureNet:
             raise ValueError(f"vgg: normalize must be 'imagenet' or 'unit', got {normalize!r}")
         layer_names(arch)
         self.path, self.arch, self.outputs, self.normalize = path, arch, tuple(outputs), normalize
+        self.download = DOWNLOADS[arch]
         self.net = None
 
-    def load(self):
-        """Loads the weights now (errors early); later calls reuse them."""
-        if self.net is None:
-            self.net = load_vgg(self.path, self.arch, self.outputs)
-        return self.net
+    def load(self, state, source='vgg_weights'):
+        """Loads a (torchvision/Paddle) VGG state dict; a wrong file is a one-line error."""
+        net = VGGFeatures(self.arch, self.outputs)
+        state = features_state(state)
+        mine = net.state_dict()
+        missing = [k for k in mine if k not in state]
+        if missing:
+            raise ValueError(f'{self.KEY}: {source} lacks {missing[0]} (and {len(missing) - 1} '
+                             f'more); expected a torchvision/Paddle {self.arch} state dict')
+        for key, param in mine.items():
+            value = np.asarray(state[key], np.float32)
+            if list(value.shape) != list(param.shape):
+                raise ValueError(f'{self.KEY}: {source}: {key} has shape {list(value.shape)}, '
+                                 f'{self.arch} needs {list(param.shape)} (is it a {self.arch} '
+                                 'file?)')
+            param.set_value(value)
+        net.eval()
+        for p in net.parameters():
+            p.stop_gradient = True
+        self.net = net
+        return self
 
     def __call__(self, x):
-        self.load()
+        if self.net is None:
+            raise RuntimeError(f'{self.KEY}: the {self.arch.upper()} features are not loaded; '
+                               'weights.features.load_feature_weights(model) reads them from '
+                               f'{self.path} (train.py does this before training)')
         x = (x + 1.0) * 0.5
         if self.normalize == 'imagenet':
             mean = paddle.to_tensor(IMAGENET_MEAN, dtype=x.dtype).reshape([1, 3, 1, 1])

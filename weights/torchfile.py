@@ -8,7 +8,9 @@ global in the file is an error naming it. torch itself is never imported, so pub
 
 Handles the zip format (torch >= 1.6: ``archive/data.pkl`` + one raw blob per storage), the
 legacy format (torch 0.4 - 1.5: magic number, pickled header, storages appended) and pickled
-dicts of numpy arrays (Paddle's ``.pdparams``).
+dicts of numpy arrays (Paddle's ``.pdparams``, as every Paddle version's ``paddle.save`` writes
+them: a flat state dict of arrays, or nested dicts whose tensors are ``(name, array)`` tuples).
+``weights.read.read_weights`` is the entry point; this module only unpickles.
 """
 import io
 import pickle
@@ -90,6 +92,8 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if module == 'collections' and name == 'OrderedDict':
             return _Dict
+        if module == 'builtins' and name == 'tuple':  # paddle.save's (name, array) tensors
+            return tuple
         if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
             return self._rebuild
         if module == 'torch._utils' and name == '_rebuild_parameter':
@@ -192,23 +196,3 @@ def load(path):
             return _load_legacy(f, path)
         return obj
 
-
-def state_dict(path, key=None):
-    """A flat {name: numpy array} from ``path``; ``key`` picks a nested entry ('model').
-
-    Dicts that wrap the weights under one of the usual keys are unwrapped when ``key`` is None.
-    """
-    obj = load(path)
-    if key is not None:
-        if not isinstance(obj, dict) or key not in obj:
-            raise ValueError(f'{path}: no entry {key!r} (found {sorted(obj)[:8]})')
-        obj = obj[key]
-    elif isinstance(obj, dict):
-        for wrapper in ('state_dict', 'model', 'netG', 'generator', 'params'):
-            inner = obj.get(wrapper)
-            if isinstance(inner, dict) and any(isinstance(v, np.ndarray) for v in inner.values()):
-                obj = inner
-                break
-    if not isinstance(obj, dict):
-        raise ValueError(f'{path}: expected a dict of tensors, found {type(obj).__name__}')
-    return {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}

@@ -283,7 +283,7 @@ class AOTGAN(InpaintModel):
         real, fake = batch['image'], out['composite'].detach()
         n = real.shape[0]
         scores = self.critic_map(paddle.concat([real, fake]))
-        mask = batch['mask'].expand([n, 1] + real.shape[2:])
+        mask = batch['mask'].expand([n, 1] + list(real.shape[2:]))
         target = gaussian_blur(mask, self.cfg['blur_ksize'], self.cfg['blur_sigma'])
         d_real = (scores[:n] ** 2).mean()
         d_fake = ((scores[n:] - target) ** 2).mean()

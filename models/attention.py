@@ -120,7 +120,8 @@ def overlap_add(cols, out_hw, rate):
     Equal to ``F.fold(cols, out_hw, 2r, r, same_padding(2r, r))``, whose output size must be
     Python ints; this also runs with sizes known only at run time (exported models). Each patch
     is four r x r blocks (a, b); block (a, b) of all patches tiles an H x W image that lands
-    shifted by (a*r - top, b*r - top), top = r // 2, and the four shifted images add up.
+    shifted by (a*r - top, b*r - top), top = r // 2, and the four shifted images add up. No
+    tensor has more than 6 dimensions (the oneDNN predictor of Paddle 2.6 takes no more).
 
     Args:
         cols: [N, C*(2r)^2, (H/r)*(W/r)] patches, columns in row-major patch order.
@@ -130,13 +131,14 @@ def overlap_add(cols, out_hw, rate):
     """
     h, w = out_hw
     c = cols.shape[1] // (4 * rate * rate)
-    z = cols.reshape([0, c, 2, rate, 2, rate, h // rate, w // rate])  # (n, c, a, u, b, v, i, j)
-    z = z.transpose([0, 2, 4, 1, 6, 3, 7, 5]).reshape([0, 4 * c, h, w])  # block (a, b) at 2a + b
+    z = cols.reshape([-1, 2, rate, 2, rate, (h // rate) * (w // rate)])  # (n*c, a, u, b, v, ij)
+    z = z.transpose([0, 1, 3, 2, 4, 5]).reshape([-1, rate, rate, h // rate, w // rate])
+    z = z.transpose([0, 3, 1, 4, 2]).reshape([-1, c, 4, h, w])  # (n, c, 2a + b, iu, jv)
     top = rate // 2
     out = 0
     for a in range(2):
         for b in range(2):
-            block = z[:, (2 * a + b) * c:(2 * a + b + 1) * c]
+            block = z[:, :, 2 * a + b]
             out = out + shift(shift(block, top - a * rate, 2), top - b * rate, 3)
     return out
 

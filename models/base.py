@@ -83,7 +83,7 @@ class InpaintModel(nn.Layer):
     @paddle.jit.not_to_static  # plain Python checks of static sizes, also while exporting
     def check_inputs(self, image, mask):
         check_inputs(image, mask, self.SIZE_MULTIPLE)
-        return mask.expand([image.shape[0]] + mask.shape[1:])
+        return mask.expand([image.shape[0]] + list(mask.shape[1:]))  # 2.6 traces shapes as tuples
 
     def composite(self, pred, image, mask):
         return pred * mask + image * (1.0 - mask)

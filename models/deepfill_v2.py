@@ -180,7 +180,7 @@ class DeepFillV2(InpaintModel):
                     offsets=offsets)
 
     def _critic_input(self, image, batch):
-        parts = [image, batch['mask'].expand([image.shape[0], 1] + image.shape[2:])]
+        parts = [image, batch['mask'].expand([image.shape[0], 1] + list(image.shape[2:]))]
         sketch = self._sketch(image, batch.get('extra', {}).get('sketch'))
         if sketch is not None:
             parts.append(sketch * parts[1])  # the critic sees the hole's strokes, as G does

@@ -375,7 +375,7 @@ class LBAM(InpaintModel):
             loss = loss + cfg['perceptual_alpha'] * perceptual + cfg['style_alpha'] * style
             logs.update(g_perceptual=perceptual, g_style=style)
         if cfg['gan_alpha']:
-            valid_map = (1.0 - mask).expand([n, 1] + mask.shape[2:])
+            valid_map = (1.0 - mask).expand([n, 1] + list(mask.shape[2:]))
             adv = wgan_g(self.netD(to_unit(pred), valid_map))
             loss = loss + cfg['gan_alpha'] * adv
             logs['g_adv'] = adv
@@ -386,7 +386,7 @@ class LBAM(InpaintModel):
         """WGAN-GP critic loss ``mean D(fake) - mean D(real) + gp_lambda * GP`` on the raw
         output (detached, so no gradient reaches netG), all in [0, 1] units."""
         real, fake, mask = to_unit(batch['image']), to_unit(out['pred'].detach()), batch['mask']
-        valid = (1.0 - mask).expand([real.shape[0], 1] + mask.shape[2:])
+        valid = (1.0 - mask).expand([real.shape[0], 1] + list(mask.shape[2:]))
         d_real, d_fake = self.netD(real, valid), self.netD(fake, valid)
         wgan = wgan_d(d_real, d_fake)
         gp = gradient_penalty(lambda x: self.netD(x, valid), real, fake,

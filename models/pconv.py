@@ -107,7 +107,9 @@ class PartialConv2D(nn.Layer):
             valid = mask.sum(axis=1, keepdim=True) if mask.shape[1] > 1 \
                 else mask * self.in_channels  # valid inputs per pixel, over channels
             count = F.conv2d(valid, self.ones, stride=self.stride, padding=self.padding)
-            ratio = self.window / (count + 1e-8)  # before clamping, as the official layer
+            # window / count before clamping, as the official layer; as a tensor / tensor: the
+            # oneDNN predictor of Paddle 2.6 and 3.0 miscomputes a Python scalar / tensor
+            ratio = paddle.full_like(count, self.window) / (count + 1e-8)
             new_mask = paddle.clip(count, 0.0, 1.0)
             ratio = ratio * new_mask
         out = F.conv2d(x * mask, self.weight, stride=self.stride, padding=self.padding) * ratio

@@ -213,7 +213,8 @@ def test_finetune_freezes_encoder_batchnorm_and_lowers_the_learning_rate(batch_f
     assert stage1.make_optimizers()['optG'].get_lr() == pytest.approx(2e-4)
     model = tiny(finetune=True)
     assert model.make_optimizers()['optG'].get_lr() == pytest.approx(5e-5)
-    assert model.train() is model and model.eval() is model
+    assert model.train() is model
+    model.eval()  # (returns None on Paddle 2.6 and 3.0)
     model.train()
     bns = {n: layer for n, layer in model.netG.named_sublayers()
            if isinstance(layer, paddle.nn.BatchNorm2D)}

@@ -13,6 +13,7 @@ imported:
 import os
 import sys
 import warnings
+import zlib
 
 _PADDLE_WAS_LOADED = 'paddle' in sys.modules
 # `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so remember what the user asked for.
@@ -21,6 +22,12 @@ os.environ.setdefault('MKL_DEBUG_CPU_TYPE', '5')
 os.environ.setdefault('GLOG_minloglevel', '2')
 # `import paddle` warns about a missing ccache on every start; it concerns C++ extension builds.
 warnings.filterwarnings('ignore', message='No ccache found')
+
+# Paddle 2.6's libpaddle.so exports a zlib of its own: a libz function first called after it is
+# loaded binds to that copy and crashes (importing numpy.random decompresses, so does reading a
+# PNG). One round trip through zlib now binds libz to itself first.
+if not _PADDLE_WAS_LOADED:
+    zlib.decompress(zlib.compress(b'deepfill'))
 
 import paddle  # noqa: E402  (must follow the environment defaults above)
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import paddle
 from paddle.static import InputSpec
 
@@ -98,4 +99,28 @@ def export_onnx(folder, opset=17):
         errors = [line.strip() for line in log if 'ERROR' in line or 'Error' in line]
         raise RuntimeError(f'export: paddle2onnx failed on {folder} (exit {proc.returncode}): '
                            + ' | '.join(errors[-3:] or log[-3:]))
+    if importlib.util.find_spec('onnxruntime') is not None:
+        check_onnx(folder)
     return out
+
+
+def check_onnx(folder, tolerance=1e-4):
+    """Runs model.onnx (onnxruntime) and the Paddle graph on one seeded image and box hole of
+    the training size; a conversion that computes other values is removed and an error (a
+    converter can translate every op and still mistranslate one: PConv with paddle2onnx 2.1)."""
+    from inference.exported import ExportedModel
+    paddle_model = ExportedModel(folder, 'paddle', device='cpu', onednn=False)
+    size = int(paddle_model.cfg.get('image_size', 256))
+    rng = np.random.RandomState(0)
+    image = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+    mask = np.zeros((1, 1, size, size), np.float32)
+    mask[..., size // 4:size // 2, size // 3:size * 2 // 3] = 1
+    ref = paddle_model.outputs_for(image, mask)['pred']
+    got = ExportedModel(folder, 'onnx').outputs_for(image, mask)['pred']
+    error = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12))
+    if error > tolerance:
+        (Path(folder) / 'model.onnx').unlink()
+        raise RuntimeError(f"export: paddle2onnx converted {paddle_model.meta['model']} but the "
+                           'ONNX model computes other values (max relative error '
+                           f'{error:.2g} against the Paddle graph); model.onnx not written')
+    return error

@@ -3,7 +3,7 @@
 Zeng, Fu, Chao, Guo (IEEE TVCG 2022), arXiv:2104.01431. Official code (PyTorch):
 https://github.com/researchmm/AOT-GAN-for-Inpainting, commit 2cd1afd (``src/model/aotgan.py``,
 ``src/loss/loss.py``, ``src/trainer/trainer.py``); PaddleGAN's port (commit 094a2eb) has the
-same generator. Spec: sections 1.2 and 2 of ../shared/reference/lama-aot-mat-comodgan.md.
+same generator; both sets of weights convert with weights/convert/aotgan.py.
 
 Generator (15,200,835 parameters): the hole is filled with +1 (white) and the mask appended
 (4 channels); reflect-padded 7x7 conv, two 4x4 stride-2 convs (64-128-256 channels, ReLU), eight

@@ -146,9 +146,9 @@ class DeepFillV2(InpaintModel):
         training and evaluation (the config's thresholds), else the user's sketch binarised at
         ``edge_threshold`` (an empty one when none is given)."""
         if not self.cfg['guided']:
-            if given:
+            if given and 'sketch' in given:
                 raise ValueError('sketch: this model was trained without sketches (guided: false)')
-            return {}
+            return super().extra_inputs(image, mask, rngs, given)
         if given is None:
             c = self.cfg
             return {'sketch': canny_edges(image, c['canny_sigma'], c['canny_low'], c['canny_high'])}

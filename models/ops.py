@@ -77,7 +77,7 @@ def upsample_nearest2x(x):
 
     Equal to TF ``resize_nearest_neighbor(align_corners=True)`` at exactly x2 (both pick
     floor(o/2)). Written with expand/reshape rather than ``F.interpolate``, which has no double
-    backward and breaks the oneDNN predictor (paddle-platform.md, sections 2 and 3.3).
+    backward in Paddle and makes the oneDNN predictor of Paddle 3.3 fail (its ``scale`` attribute).
     """
     n, c, h, w = x.shape
     return x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
@@ -104,8 +104,8 @@ def resize_bilinear_align_corners(x, size):
 
     Output pixel i samples the input at ``i * (H-1) / (size-1)``, so corners map to corners
     (AOT-GAN's decoder upsamples x2 this way). Built from gathers and a blend instead of
-    ``F.interpolate``, whose ``scale`` attribute breaks the oneDNN predictor and paddle2onnx
-    (paddle-platform.md, section 2); it also traces with dynamic H, W under to_static. Matches
+    ``F.interpolate``, whose ``scale`` attribute breaks the oneDNN predictor and paddle2onnx;
+    it also traces with dynamic H, W under to_static. Matches
     ``F.interpolate(mode='bilinear', align_corners=True)`` to float32 rounding.
     """
     return _linear_resize_axis(_linear_resize_axis(x, size[1], 3), size[0], 2)
@@ -151,9 +151,10 @@ class DisConv(nn.Layer):
 
     ``spectral=True`` (DeepFill v2) normalises the kernel by its largest singular value with one
     power iteration per training forward and a persistent ``u`` (neuralgym's
-    ``conv2d_spectral_norm``). ``paddle.nn.utils.spectral_norm`` is used because ``nn.SpectralNorm``
-    does not carry u over between calls (paddle-platform.md 3.1). The state dict then holds
-    ``weight_orig`` (trainable) and the buffers ``weight_u``, ``weight_v``.
+    ``conv2d_spectral_norm``). ``paddle.nn.utils.spectral_norm`` is used because
+    ``nn.SpectralNorm`` does not carry u over between calls (one power iteration per call leaves
+    sigma at 1.19 after 20 calls). The state dict then holds ``weight_orig`` (trainable) and the
+    buffers ``weight_u``, ``weight_v``.
     """
 
     def __init__(self, in_channels, out_channels, spectral=False, padding='tf_same'):

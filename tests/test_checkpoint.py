@@ -67,8 +67,8 @@ def test_a_checkpoint_of_an_earlier_main_loads_and_resumes():
     ref = np.load(FIXTURES / 'checkpoint_main_6dbfe7f_outputs.npz')
     with paddle.no_grad():
         out = model(paddle.to_tensor(ref['image']), paddle.to_tensor(ref['mask']))
-    for key in ('coarse', 'pred', 'composite'):
-        assert np.array_equal(out[key].numpy(), ref[key]), key
+    for key in ('coarse', 'pred', 'composite'):  # (other Paddle versions: float rounding)
+        assert np.abs(out[key].numpy() - ref[key]).max() <= 1e-5 * np.abs(ref[key]).max(), key
     assert state['iteration'] == 2 and state['batches'] == 4
     tensors, _ = read_checkpoint(FIXTURES / 'checkpoint_main_6dbfe7f.safetensors')
     with paddle.utils.unique_name.guard():

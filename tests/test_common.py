@@ -204,3 +204,22 @@ def test_checkpoint_round_trip(name, batch_factory, tmp_path):
         b = fresh(batch['image'], batch['mask'])
     assert state['iteration'] == 1
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_extra_inputs_come_from_the_model_hook(name, batch_factory):
+    """Training and evaluation take every extra input from ``extra_inputs`` (derived from the
+    ground truth); inpainting a photo with no user maps needs none from the caller either."""
+    model = tiny(name)
+    batch = batch_factory(model.cfg, model=model)
+    image, mask = batch['image'].numpy(), batch['mask'].numpy()
+    for extra in (model.extra_inputs(image, mask), model.extra_inputs(image, mask, given={})):
+        assert all(v.shape[0] == image.shape[0] and v.dtype == np.float32
+                   for v in extra.values())
+        model.eval()
+        with paddle.no_grad():
+            out = model(batch['image'], batch['mask'],
+                        **{k: paddle.to_tensor(v) for k, v in extra.items()})
+        assert out['pred'].shape == batch['image'].shape
+    with pytest.raises(ValueError, match='no_such_map'):
+        model.extra_inputs(image, mask, given={'no_such_map': mask})

@@ -231,3 +231,19 @@ def test_unknown_config_key_is_an_error():
         DeepFillV1(cnumm=3)
     with pytest.raises(ValueError, match='multiples of 16'):
         DeepFillV1(image_size=72)
+
+
+def test_critic_loss_takes_its_mixing_weights_from_the_batch(batch_factory):
+    """The penalty's real/fake mixing weights come with the batch (training.batches draws them
+    for the global batch), so the loss draws nothing itself: same batch, same loss."""
+    paddle.seed(0)
+    model = DeepFillV1(**DeepFillV1.TINY)
+    batch = batch_factory(model.cfg)
+    with paddle.no_grad():
+        out = model(batch['image'], batch['mask'])
+    first, second = (float(model.d_loss(batch, out)[1]['d_gp']) for _ in range(2))
+    assert first == second
+    other = dict(batch, alpha=1.0 - batch['alpha'])
+    assert float(model.d_loss(other, out)[1]['d_gp']) != first
+    with pytest.raises(ValueError, match=r"batch\['alpha'\]: the deepfill_v1 critic loss needs 2"):
+        model.d_loss({k: v for k, v in batch.items() if k != 'alpha'}, out)

@@ -87,9 +87,10 @@ def test_onnx_equals_dygraph(name, exported):
     model, folder = exported(name)
     try:
         export_onnx(folder)
-    except RuntimeError as e:  # an op paddle2onnx lacks: reported, not hidden
-        if 'unsupported operators' not in str(e):
+    except RuntimeError as e:  # an op paddle2onnx lacks or mistranslates: reported, not hidden
+        if 'unsupported operators' not in str(e) and 'computes other values' not in str(e):
             raise
+        assert not (folder / 'model.onnx').exists()
         pytest.xfail(f'{name}: {e}')
     runner = ExportedModel(folder, backend='onnx', threads=1)
     for size in sizes(model)[:2]:

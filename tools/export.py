@@ -44,14 +44,16 @@ def main(argv=None):
         model = build(args.model, {})
     else:
         raise ValueError('--checkpoint or --model is required')
-    folder = export(model, args.out)
-    print(f'{model.NAME} -> {graph_file(folder)}, model.pdiparams, {EXPORT_META}')
-    if args.onnx:
-        try:
+    try:  # a graph that cannot be traced or converted: one line naming the model and the op
+        folder = export(model, args.out)
+        print(f'{model.NAME} -> {graph_file(folder)}, model.pdiparams, {EXPORT_META}')
+        if args.onnx:
             print(f'{model.NAME} -> {export_onnx(folder, args.opset)}')
-        except ImportError:
-            raise ValueError('--onnx: paddle2onnx is not installed '
-                             '(pip install paddle2onnx onnxruntime)') from None
+    except ImportError:
+        raise ValueError('--onnx: paddle2onnx is not installed '
+                         '(pip install paddle2onnx onnxruntime)') from None
+    except RuntimeError as e:
+        raise ValueError(str(e)) from None
     return 0
 
 

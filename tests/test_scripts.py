@@ -281,3 +281,15 @@ def test_missing_vgg_weights_fail_before_anything_is_written(photos, tmp_path):
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert 'vgg_weights' in proc.stderr and 'vgg16-397923af.pth' in proc.stderr
     assert not any(tmp_path.iterdir())  # no run folder
+
+
+def test_resume_with_a_paper_config_finds_the_run_without_data(tmp_path):
+    """``--config configs/X.yaml --resume``: the config only names the run folder; its data
+    comes from the checkpoint, so a config without ``data`` is no error there."""
+    from training.run import open_run
+    from weights.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match='deepfill_v1_places2/latest.safetensors does not'):
+        open_run(str(ROOT / 'configs' / 'deepfill_v1_places2.yaml'), 'latest', False,
+                 {'checkpoints_dir': str(tmp_path)})
+    with pytest.raises(ValueError, match='needs --data'):
+        open_run(str(ROOT / 'configs' / 'deepfill_v1_places2.yaml'), None, False, {})

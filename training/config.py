@@ -119,12 +119,14 @@ def load_yaml(path):
     return data
 
 
-def resolve_config(config, overrides):
+def resolve_config(config, overrides, require_data=True):
     """RUN_DEFAULTS < model DEFAULTS < YAML < command line, every key and type checked.
 
     Args:
         config: the ``--config`` YAML path, or None for configs/<model>_quickstart.yaml.
         overrides: {key: text} from the command line (``parse_overrides``).
+        require_data: a config without ``data`` is an error (not when only the run folder of a
+            ``--resume`` is looked up: the checkpoint holds the data).
     """
     model = overrides.get('model') or (load_yaml(config).get('model') if config else None) \
         or RUN_DEFAULTS['model']
@@ -136,7 +138,7 @@ def resolve_config(config, overrides):
         cfg[key] = check_key(cfg, key, value, str(config))
     for key, value in overrides.items():
         cfg[key] = check_key(cfg, key, value, 'command line')
-    if cfg['data'] is None:
+    if cfg['data'] is None and require_data:
         raise ValueError(f'data: {config} needs --data (a folder or .flist of training images)')
     if cfg['run_name'] is None:
         cfg['run_name'] = Path(config).stem

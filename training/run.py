@@ -40,7 +40,8 @@ def open_run(config, resume, overwrite, overrides):
     if resume:
         path = resume if resume != 'latest' else None
         if path is None:
-            path = run_folder(resolve_config(config, overrides)) / 'latest.safetensors'
+            path = run_folder(resolve_config(config, overrides, require_data=False)) \
+                / 'latest.safetensors'
         tensors, state = read_checkpoint(path)
         return resumed_config(state['config'], overrides), Path(path).parent, \
             (tensors, state, path)

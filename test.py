@@ -55,7 +55,8 @@ def parse_args(argv):
                    help='the --mask_dir files have black holes on white')
     p.add_argument('--count', type=int, default=None, help='evaluate at most this many images')
     p.add_argument('--batch_size', type=int, default=8)
-    p.add_argument('--seed', type=int, default=0, help='seed of the evaluation masks')
+    p.add_argument('--seed', type=int, default=0,
+                   help="seed of the evaluation masks and of a model's random inputs")
     p.add_argument('--out_dir', help='where results go')
     p.add_argument('--baseline', choices=list(BASELINES), default='none',
                    help="also run a classical method on the same masks (telea: OpenCV's)")
@@ -174,7 +175,8 @@ def inpaint_files(args, model):
         if not mask.any():
             raise ValueError(f'--mask: {mask_path} marks no hole (white = hole, black = keep)')
         out = Path(args.output) / (Path(path).stem + '.png') if folder else Path(args.output)
-        save_image(out, postprocess(args.postprocess, inpainter(image, mask, **given), mask))
+        result = inpainter(image, mask, args.seed, **given)
+        save_image(out, postprocess(args.postprocess, result, mask))
         print(f'{path} -> {out}')
     return 0
 

@@ -41,7 +41,7 @@ from training.amp import amp_dtype
 from training.batches import BatchStream, validation_batch
 from training.config import parse_overrides
 from training.parallel import any_rank, check_parallel, union_over_ranks
-from training.run import Checkpoints, evaluate, open_run, restore, start_run
+from training.run import Checkpoints, evaluate, finish_run, open_run, restore, start_run
 from training.step import loss_functions, train_step
 from weights.features import load_feature_weights
 
@@ -140,15 +140,8 @@ def main(argv=None):
     halted = halted or any_rank(stop)
     if halted:
         path = ckpt.save(it, next_batch.batches)
-    skipped = union_over_ranks(next_batch.skipped)  # unreadable files met by any rank
-    if skipped:
-        log.line(f'# skipped {len(skipped)} unreadable image files, e.g. {sorted(skipped)[0]}')
-    if halted:
-        launcher = 'python -m paddle.distributed.launch ... ' if world > 1 else 'python '
-        log.line(f'# interrupted at iteration {it}; saved {path}; continue with '
-                 f'{launcher}train.py --resume {path}')
-    else:
-        log.line(f'# done: {it} iterations; checkpoint {run_dir / "latest.safetensors"}')
+    finish_run(log, run_dir, it, path if halted else None, world,
+               union_over_ranks(next_batch.skipped))  # unreadable files met by any rank
     return 0
 
 

@@ -189,6 +189,19 @@ class Checkpoints:
         return path
 
 
+def finish_run(log, run_dir, it, interrupted, world, skipped):
+    """The run's last log lines: unreadable files skipped, and how it ended (``interrupted``: the
+    checkpoint saved on a stop request, with the command that continues it)."""
+    if skipped:
+        log.line(f'# skipped {len(skipped)} unreadable image files, e.g. {sorted(skipped)[0]}')
+    if interrupted:
+        launcher = 'python -m paddle.distributed.launch ... ' if world > 1 else 'python '
+        log.line(f'# interrupted at iteration {it}; saved {interrupted}; continue with '
+                 f'{launcher}train.py --resume {interrupted}')
+    else:
+        log.line(f'# done: {it} iterations; checkpoint {run_dir / "latest.safetensors"}')
+
+
 def evaluate(model, val, it, log, run_dir):
     """Metrics on the fixed validation batch, a sample grid PNG and VisualDL images."""
     if val is None:

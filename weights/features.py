@@ -36,17 +36,17 @@ def load_feature_weights(model):
     for net in nets:
         if net.net is not None:
             continue
-        stat = Path(str(net.path)).stat() if net.path and Path(str(net.path)).is_file() else None
-        key = (str(Path(str(net.path)).resolve()), stat.st_size, stat.st_mtime_ns, net.arch,
-               net.outputs) if stat else None
+        path = Path(str(net.path or ''))
+        stat = path.stat() if net.path and path.is_file() else None
+        key = stat and (str(path.resolve()), stat.st_size, stat.st_mtime_ns, net.arch,
+                        net.outputs)
         if key in _LOADED:
             net.net = _LOADED[key].net
-        else:
-            net.load(read_feature_file(net), str(net.path))
-            if key is not None:
-                while len(_LOADED) >= 3:  # a VGG is 60 MB: keep the last three
-                    _LOADED.pop(next(iter(_LOADED)))
-                _LOADED[key] = net
+            continue
+        net.load(read_feature_file(net), str(net.path))  # a missing file fails, saying where
+        while len(_LOADED) >= 3:  # a VGG is 60 MB: keep the last three
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = net
     return nets
 
 

@@ -1,6 +1,8 @@
-"""The code-free reader of torch checkpoints (fixtures written by torch 2.13 with the script in
-the module docstring of tests/fixtures/README.md) and of pickled .pdparams."""
+"""The code-free reader of torch checkpoints (fixtures written by torch 2.13 with the scripts in
+the first section of tests/fixtures/README.md), of Lightning checkpoints, TorchScript archives
+and pickled .pdparams."""
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,75 @@ def test_not_a_checkpoint_is_a_value_error(tmp_path):
     path.write_text('hello')
     with pytest.raises(ValueError, match='x.pth'):
         torchfile.load(path)
+
+
+def test_reads_lightning_checkpoint_tensors_only():
+    # LaMa's best.ckpt layout (Lightning 1.2.9): state_dict next to OmegaConf hyper_parameters
+    ref = np.load(FIXTURES / 'torch_lightning_ref.npz')  # state_dict.*, optimizer_states.*
+    flat = read_weights(FIXTURES / 'torch_lightning.ckpt')
+    state = {k[len('state_dict.'):]: ref[k] for k in ref.files if k.startswith('state_dict.')}
+    assert sorted(flat) == sorted(state) and 'generator.model.1.ffc.convl2l.weight' in flat
+    for key, value in state.items():
+        assert flat[key].dtype == value.dtype and np.array_equal(flat[key], value), key
+    everything = read_weights(FIXTURES / 'torch_lightning.ckpt', unwrap=False)
+    assert sorted(everything) == sorted(ref.files)  # Adam's step, exp_avg, exp_avg_sq too
+    assert all(np.array_equal(everything[k], ref[k]) for k in ref.files)
+    obj = torchfile.load(FIXTURES / 'torch_lightning.ckpt')
+    assert isinstance(obj['hyper_parameters'], torchfile._Inert)  # not omegaconf's class
+    assert repr(type(obj['hyper_parameters'])) == 'omegaconf.dictconfig.DictConfig'
+    assert obj['pytorch-lightning_version'] == '1.2.9' and obj['global_step'] == 1
+
+
+@pytest.mark.parametrize('name', ['torch_script_trace.pt', 'torch_script_script.pt'])
+def test_reads_torchscript_module_tree_as_state_dict(name):
+    # IOPaint's big-lama.pt: torch.jit of a wrapper whose .model holds the training module
+    ref = np.load(FIXTURES / 'torch_script_ref.npz')  # the wrapper's state_dict()
+    flat = read_weights(FIXTURES / name)
+    assert sorted(flat) == sorted(ref.files)  # the scripted one's plain rgb_mean is left out
+    assert 'model.generator.model.1.ffc.convl2l.weight' in flat
+    for key in ref.files:
+        assert flat[key].dtype == ref[key].dtype and np.array_equal(flat[key], ref[key]), key
+
+
+def _global(module, name):
+    return f'c{module}\n{name}\n'.encode()  # GLOBAL
+
+
+def _text(text):
+    raw = text.encode()
+    return b'X' + struct.pack('<I', len(raw)) + raw  # BINUNICODE
+
+
+CODE_GLOBALS = [('posix', 'system'), ('os', 'system'), ('builtins', 'eval'), ('subprocess', 'call'),
+                ('omegaconfx.os', 'system'), ('typing', 'get_type_hints')]
+
+
+@pytest.mark.parametrize('module, name', CODE_GLOBALS)
+def test_lightning_file_with_code_is_refused(tmp_path, module, name):
+    marker = tmp_path / 'pwned'
+    data = (b'\x80\x02}(' + _text('hyper_parameters')
+            + _global('omegaconf.dictconfig', 'DictConfig') + b')\x81'
+            + _text('x') + _global(module, name) + b'(' + _text(f'touch {marker}')
+            + b'tRu.')  # {'hyper_parameters': DictConfig(), 'x': os.system('touch ...')}
+    (tmp_path / 'evil.ckpt').write_bytes(data)
+    with pytest.raises(torchfile.UnsafeFileError, match=f'refusing to load {module}.{name}'):
+        read_weights(tmp_path / 'evil.ckpt')
+    assert not marker.exists()
+
+
+def test_placeholders_only_record_what_the_pickle_gives_them(tmp_path):
+    marker = tmp_path / 'pwned'
+    payload = f'import os; os.system("touch {marker}")'
+    data = (b'\x80\x02}('
+            + _text('node') + _global('omegaconf.nodes', 'AnyNode') + b'(' + _text(payload)
+            + b'tR}' + _text('_val') + _text(payload) + b'sb'  # REDUCE, then BUILD its state
+            + _text('call') + _global('omegaconf', 'eval') + b'(' + _text(payload) + b'tR'
+            + _text('cfg') + _global('omegaconf.dictconfig', 'DictConfig') + b')\x81'
+            + _text('k') + _text(payload) + b's(' + _text(payload) + b'eu.')  # SETITEM, APPENDS
+    (tmp_path / 'smuggle.ckpt').write_bytes(data)
+    obj = torchfile.load(tmp_path / 'smuggle.ckpt')
+    assert not marker.exists()
+    assert obj['node'].args == (payload,) and obj['node'].state == {'_val': payload}
+    assert obj['call'].args == (payload,) and obj['cfg'].items == [('k', payload), payload]
+    with pytest.raises(ValueError, match='holds no tensors'):  # placeholders are dropped
+        read_weights(tmp_path / 'smuggle.ckpt')

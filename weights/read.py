@@ -5,12 +5,15 @@ Nothing here runs code from the file, imports torch or TensorFlow, or knows a mo
 - ``.safetensors`` (our checkpoints, converted features) and ``.npz`` (read without pickles);
 - torch ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` (zip or legacy format) and Paddle ``.pdparams``
   / ``.pdopt``, read by ``weights.torchfile``'s allow-list unpickler: tensors, numpy arrays and
-  plain containers only, anything else in the file is refused;
+  plain containers only, anything else in the file is refused; PyTorch Lightning checkpoints
+  (their OmegaConf and Lightning objects become inert placeholders, dropped here) and TorchScript
+  archives (the module tree's parameters and buffers, named as its ``state_dict()``);
 - TensorFlow checkpoints (a folder holding one, its ``prefix``, ``.index`` or ``.data-*`` file),
   read by ``weights.tfcheckpoint``.
 
-Nested dicts are flattened with dots ({'G': {'conv1.weight': a}} -> 'G.conv1.weight'), and
-values that are not arrays (epoch counters, Paddle's structured-name table) are dropped. With
+Nested dicts and lists are flattened with dots ({'G': {'conv1.weight': a}} -> 'G.conv1.weight',
+optimizer states' lists by index), and values that are not arrays (epoch counters, Paddle's
+structured-name table, placeholders) are dropped. With
 ``unwrap`` a file that keeps its weights under one of ``WRAPPERS`` next to other entries
 (``{'state_dict': {...}, 'epoch': 3}``) is unwrapped first.
 """
@@ -34,13 +37,15 @@ def _array(value):
 
 
 def _flatten(obj, prefix=''):
+    """Arrays in nested dicts and lists ({'opt': [{'m': a}]} -> 'opt.0.m'); all else dropped."""
     flat = {}
-    for key, value in obj.items():
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for key, value in items:
         name = f'{prefix}{key}'
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + '.'))
-        elif _array(value) is not None:
+        if _array(value) is not None:
             flat[name] = _array(value)
+        elif isinstance(value, (dict, list, tuple)):
+            flat.update(_flatten(value, name + '.'))
     return flat
 
 

@@ -1,14 +1,18 @@
-"""Hole masks: DeepFill v1 boxes, DeepFill v2 free-form strokes, irregular masks, mask files.
+"""Hole masks: DeepFill v1 boxes, DeepFill v2 free-form strokes, irregular masks, LaMa's random
+masks, mask files.
 
-numpy + PIL.ImageDraw only (never imports paddle). Every random draw comes from an explicit
-np.random.RandomState. Masks are float32, 1 = hole, 0 = known: [1, H, W] per sample and
-[N, 1, H, W] per batch. Boxes are (top, left, height, width).
+numpy, PIL.ImageDraw and cv2 (LaMa's strokes, drawn as the official code draws them) only; never
+imports paddle. Every random draw comes from an explicit np.random.RandomState. Masks are float32,
+1 = hole, 0 = known: [1, H, W] per sample and [N, 1, H, W] per batch. Boxes are (top, left,
+height, width).
 """
 
+import functools
 import math
 import os
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -201,6 +205,173 @@ def irregular_mask(rng, image_size, hole_range=HOLE_RANGE):
     return np.asarray(canvas, np.float32)[None].copy()
 
 
+# LaMa's random masks (Suvorov et al., "Resolution-robust Large Mask Inpainting with Fourier
+# Convolutions", WACV 2022; github.com/advimman/lama), written with the keys of the official
+# yaml files so each entry diffs against its config. Sizes are pixels, not rescaled with the image.
+# Probabilities are weights: box_proba 0.3 next to irregular_proba 1 gives boxes 0.3 / 1.3 = 23 %.
+# Hole ratio at the config's size (official code, seed 0, 1000 masks): mean 0.355 for "train";
+# 0.24-0.29 for the evaluation sets, which never exceed 0.5.
+LAMA_CONFIGS = {
+    # configs/training/data/abl-04-256-mh-dist.yaml: the masks big-lama and lama-fourier train on
+    "train": {"irregular_proba": 1, "box_proba": 1,
+              "irregular_kwargs": dict(max_angle=4, max_len=200, max_width=100, min_times=1,
+                                       max_times=5),
+              "box_kwargs": dict(margin=10, bbox_min_size=30, bbox_max_size=150, min_times=1,
+                                 max_times=4)},
+    # configs/data_gen/random_<name>.yaml: the evaluation sets made by bin/gen_mask_dataset.py
+    "thin_256": {"irregular_proba": 1, "box_proba": 0,
+                 "irregular_kwargs": dict(max_angle=4, max_len=40, max_width=10, min_times=4,
+                                          max_times=50)},
+    "thin_512": {"irregular_proba": 1, "box_proba": 0,
+                 "irregular_kwargs": dict(max_angle=4, max_len=100, max_width=20, min_times=4,
+                                          max_times=70)},
+    "medium_256": {"irregular_proba": 1, "box_proba": 0.3,
+                   "irregular_kwargs": dict(max_angle=4, max_len=100, max_width=50, min_times=4,
+                                            max_times=5),
+                   "box_kwargs": dict(margin=0, bbox_min_size=10, bbox_max_size=50, min_times=1,
+                                      max_times=5)},
+    "medium_512": {"irregular_proba": 1, "box_proba": 0.3,
+                   "irregular_kwargs": dict(max_angle=4, max_len=200, max_width=100, min_times=4,
+                                            max_times=10),
+                   "box_kwargs": dict(margin=0, bbox_min_size=30, bbox_max_size=150, min_times=1,
+                                      max_times=5)},
+    "thick_256": {"irregular_proba": 1, "box_proba": 0.3,
+                  "irregular_kwargs": dict(max_angle=4, max_len=200, max_width=100, min_times=1,
+                                           max_times=5),
+                  "box_kwargs": dict(margin=10, bbox_min_size=30, bbox_max_size=150, min_times=1,
+                                     max_times=3)},
+    "thick_512": {"irregular_proba": 1, "box_proba": 0.3,
+                  "irregular_kwargs": dict(max_angle=4, max_len=450, max_width=250, min_times=1,
+                                           max_times=5),
+                  "box_kwargs": dict(margin=10, bbox_min_size=30, bbox_max_size=300, min_times=1,
+                                     max_times=4)},
+}
+LAMA_512_FROM = 384  # min(H, W) from which the evaluation masks use the *_512 configs
+_LAMA_TWO_PI = 2 * 3.1415926  # the official constant, not 2 * math.pi: same pixels
+
+
+def lama_strokes(rng, image_size, max_angle=4, max_len=60, max_width=20, min_times=0,
+                 max_times=10):
+    """LaMa's "irregular" mask: random polylines of thick straight segments.
+
+    As `make_random_irregular_mask` (draw_method line) of the official
+    saicinpainting/training/data/masks.py, called by its RandomIrregularMaskGenerator (no ramp),
+    with the official rng calls in the official order. Strokes: U{min_times..max_times + 1}, the
+    official off-by-one (the generator passes max_times + 1 as the inclusive maximum), kept. Each
+    starts at a uniform pixel and has 1-5 segments of angle 0.01 + U{0..max_angle - 1} rad
+    (2*pi - angle on even strokes), length 10 + U{0..max_len - 1} and width 5 + U{0..max_width -
+    1}, stepping x by length * sin(angle) and y by length * cos(angle), truncated and clipped to
+    [0, W] x [0, H]; each segment is one cv2.line (round caps).
+
+    Returns:
+        float32 [1, H, W] in {0, 1}, for image_size int or (H, W).
+    """
+    height, width = _pair(image_size)
+    mask = np.zeros((height, width), np.float32)
+    for stroke in range(rng.randint(min_times, max_times + 2)):
+        x, y = int(rng.randint(width)), int(rng.randint(height))
+        for _ in range(1 + rng.randint(5)):
+            angle = 0.01 + rng.randint(max_angle)
+            if stroke % 2 == 0:
+                angle = _LAMA_TWO_PI - angle
+            length = 10 + rng.randint(max_len)
+            brush = 5 + rng.randint(max_width)
+            end_x = int(np.clip(int(x + length * np.sin(angle)), 0, width))
+            end_y = int(np.clip(int(y + length * np.cos(angle)), 0, height))
+            cv2.line(mask, (x, y), (end_x, end_y), 1.0, int(brush))
+            x, y = end_x, end_y
+    return mask[None]
+
+
+def lama_boxes(rng, image_size, margin=10, bbox_min_size=30, bbox_max_size=100, min_times=0,
+               max_times=3):
+    """LaMa's box mask: U{min_times..max_times} axis-aligned rectangles, possibly overlapping.
+
+    As `make_random_rectangle_mask` of the official saicinpainting/training/data/masks.py, called
+    by its RandomRectangleMaskGenerator (no ramp), rng calls in the official order: per box width,
+    height ~ U{bbox_min_size..min(bbox_max_size, H - 2 margin - 1, W - 2 margin - 1)}, then left,
+    top uniform with `margin` pixels kept free on every side.
+
+    Deviation: where the image is too small for bbox_min_size (the official code fails), the
+    smallest side drops to the largest that fits.
+
+    Returns:
+        float32 [1, H, W] in {0, 1}.
+
+    Raises:
+        ValueError: not even a 1-pixel box fits inside the margins.
+    """
+    height, width = _pair(image_size)
+    high = min(bbox_max_size + 1, height - 2 * margin, width - 2 * margin)  # exclusive
+    if high < 2:
+        raise ValueError(f"masks: no box fits in a {height}x{width} image with margin {margin}")
+    low = min(bbox_min_size, high - 1)
+    mask = np.zeros((1, height, width), np.float32)
+    for _ in range(rng.randint(min_times, max_times + 1)):
+        box_w, box_h = rng.randint(low, high), rng.randint(low, high)
+        left = rng.randint(margin, width - margin - box_w + 1)
+        top = rng.randint(margin, height - margin - box_h + 1)
+        mask[:, top:top + box_h, left:left + box_w] = 1.0
+    return mask
+
+
+def lama_mixed_mask(rng, image_size, config):
+    """One draw of the official `MixedMaskGenerator`: strokes or boxes, never both.
+
+    Strokes (`lama_strokes`, config["irregular_kwargs"]) with probability irregular_proba /
+    (irregular_proba + box_proba), else boxes (`lama_boxes`, config["box_kwargs"]); one
+    rng.choice picks the kind, as the official float32-normalized np.random.choice does, even when
+    only one kind is enabled.
+
+    Returns:
+        float32 [1, H, W] in {0, 1}.
+    """
+    kinds = [(proba, make, config.get(key, {})) for proba, make, key in (
+        (config.get("irregular_proba", 0), lama_strokes, "irregular_kwargs"),
+        (config.get("box_proba", 0), lama_boxes, "box_kwargs")) if proba > 0]
+    probas = np.array([proba for proba, _, _ in kinds], np.float32)
+    _, make, kwargs = kinds[rng.choice(len(kinds), p=probas / probas.sum())]
+    return make(rng, image_size, **kwargs)
+
+
+def lama_eval_config(thickness, image_size):
+    """The LaMa evaluation config of `thickness` ("thin", "medium" or "thick") for an image size.
+
+    The official sets exist at 256 and 512 (the short side the images are resized to): the
+    *_512 config when min(H, W) >= LAMA_512_FROM (384, halfway), else *_256.
+    """
+    return LAMA_CONFIGS[f"{thickness}_{512 if min(_pair(image_size)) >= LAMA_512_FROM else 256}"]
+
+
+def lama_eval_mask(rng, image_size, config, variants=5, max_area=0.5, max_rounds=20):
+    """One mask of LaMa's evaluation sets, as official bin/gen_mask_dataset.py makes them.
+
+    `variants` (variants_n: 5) candidates from `lama_mixed_mask`; those covering more than
+    max_area (max_tamper_area: 0.5) are dropped and one survivor is kept, uniformly (the official
+    np.random.choice without replacement, same rng calls), so the mask is distributed as one
+    candidate conditioned on area <= max_area. An image whose candidates are all dropped gets no
+    mask in the official sets; here a new round of candidates is drawn, as the official run would
+    for its next image.
+
+    Deviations: masks are drawn on the requested canvas. The official pipeline resizes images to
+    short side 256/512, draws on the whole resized image and then takes a square crop around the
+    hole: the same as here for square images, while masks of non-square sources come cropped from
+    a larger canvas. After max_rounds rounds with no survivor (only on images far smaller than
+    256) the smallest candidate is returned, even if it covers more than max_area.
+
+    Returns:
+        float32 [1, H, W] in {0, 1}.
+    """
+    smallest = np.ones((1, *_pair(image_size)), np.float32)
+    for _ in range(max_rounds):
+        candidates = [lama_mixed_mask(rng, image_size, config) for _ in range(variants)]
+        kept = [mask for mask in candidates if mask.mean() <= max_area]
+        if kept:
+            return kept[int(rng.choice(len(kept), size=1, replace=False)[0])]
+        smallest = min(candidates + [smallest], key=np.mean)
+    return smallest
+
+
 def box_around_mask(mask, bbox_size):
     """A bbox_size box centred on the bounding box of the hole, shifted inside the image.
 
@@ -295,7 +466,10 @@ class MaskGenerator:
 
     Args:
         mask_type: 'bbox' (v1), 'free_form' (v2: box OR strokes), 'irregular' (PConv-style
-            strokes and blobs, see `irregular_mask`) or 'file' (mask_dir).
+            strokes and blobs, see `irregular_mask`), 'file' (mask_dir), 'lama' (LaMa's
+            training masks: strokes OR boxes, `lama_mixed_mask`) or 'lama_thin', 'lama_medium',
+            'lama_thick' (LaMa's evaluation sets, `lama_eval_mask`: the 512 configs from
+            min(H, W) >= 384).
         image_size: int or (H, W).
         bbox_size, max_delta, margin: box parameters (inpaint.yml HEIGHT/WIDTH,
             MAX_DELTA_*, *_MARGIN).
@@ -360,10 +534,21 @@ def _file_hole(gen, rng):
     return gen.folder.sample(rng), None
 
 
+def _lama_hole(gen, rng):
+    return lama_mixed_mask(rng, gen.size, LAMA_CONFIGS["train"]), None
+
+
+def _lama_eval_hole(thickness, gen, rng):
+    return lama_eval_mask(rng, gen.size, lama_eval_config(thickness, gen.size)), None
+
+
 # mask_type -> generator(MaskGenerator, rng) -> (mask [1, H, W], its box or None: the box
 # around the hole is then computed)
 MASK_GENERATORS = {"bbox": _bbox_hole, "free_form": _free_form_hole,
-                   "irregular": _irregular_hole, "file": _file_hole}
+                   "irregular": _irregular_hole, "file": _file_hole, "lama": _lama_hole,
+                   "lama_thin": functools.partial(_lama_eval_hole, "thin"),
+                   "lama_medium": functools.partial(_lama_eval_hole, "medium"),
+                   "lama_thick": functools.partial(_lama_eval_hole, "thick")}
 MASK_TYPES = tuple(MASK_GENERATORS)
 
 

@@ -24,9 +24,15 @@ runtime.setup('cpu')
 # - first_step_moves_all: every generator weight changes in one step. LBAM at the official
 #   N(0, 0.02) init: its deepest attention maps underflow to exactly 0 (a * exp(-sigma (x -
 #   mu)^2) far below mu), so 13 of its 27 weights get no first-step update.
-TEST_SETTINGS = {name: dict(overfit_lr=1e-3, first_step_moves_all=True) for name in MODELS}
+# - overfit: config overrides for that test. LaMa's L1 leaves the hole unsupervised
+#   (weight_missing 0): adversarial, feature-matching and perceptual terms fill it, and they need
+#   a trained critic and encoder; the test supervises the hole with L1 instead.
+TEST_SETTINGS = {name: dict(overfit_lr=1e-3, first_step_moves_all=True, overfit={})
+                 for name in MODELS}
 TEST_SETTINGS['glcic']['overfit_lr'] = 1.0
 TEST_SETTINGS['lbam']['first_step_moves_all'] = False
+TEST_SETTINGS['lama']['overfit'] = dict(l1_missing=10.0, adv_alpha=0.0, fm_alpha=0.0,
+                                        resnet_pl_alpha=0.0)
 
 
 def pytest_configure(config):
@@ -87,12 +93,40 @@ def random_vgg_file(arch='vgg16'):
     return _VGG_FILES[arch]
 
 
+def random_resnet_file():
+    """A ResNet50-dilated encoder file with random weights (He-normal convs, BN near identity),
+    named as MIT CSAIL's encoder_epoch_20.pth (torch BatchNorm names, num_batches_tracked),
+    written once per test session."""
+    if 'resnet50dilated' not in _VGG_FILES:
+        from safetensors.numpy import save_file
+        from models.features import ResNet50Dilated
+        rng, state = np.random.RandomState(50), {}
+        for key, p in ResNet50Dilated().state_dict().items():
+            shape, torch_key = list(p.shape), key.replace('._mean', '.running_mean')
+            torch_key = torch_key.replace('._variance', '.running_var')
+            if len(shape) == 4:
+                value = rng.randn(*shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+            elif key.endswith('._variance'):
+                value = rng.uniform(0.5, 1.5, shape)
+            else:
+                value = (1.0 if key.endswith('.weight') else 0.0) + 0.1 * rng.randn(*shape)
+            state[torch_key] = value.astype('float32')
+            if key.endswith('._variance'):
+                state[torch_key.replace('running_var', 'num_batches_tracked')] = np.zeros((), 'int64')
+        path = str(Path(tempfile.mkdtemp(prefix='resnet-')) / 'encoder-random.safetensors')
+        save_file(state, path)
+        _VGG_FILES['resnet50dilated'] = path
+    return _VGG_FILES['resnet50dilated']
+
+
 def tiny(name, seed=0, **extra):
     """The model's TINY config, built as train.py builds it (name guard, feature weights
-    loaded); models with perceptual losses get a random VGG file."""
+    loaded); models with perceptual losses get a random VGG / ResNet file."""
     cls = MODELS[name]
     if 'vgg_weights' in cls.DEFAULTS:
         extra.setdefault('vgg_weights', random_vgg_file(getattr(cls, 'VGG_ARCH', 'vgg16')))
+    if 'resnet_pl_weights' in cls.DEFAULTS:
+        extra.setdefault('resnet_pl_weights', random_resnet_file())
     paddle.seed(seed)
     with paddle.utils.unique_name.guard():
         model = build(name, {**cls.TINY, **extra})

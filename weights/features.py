@@ -13,9 +13,9 @@ def read_feature_file(net):
     path = net.path
     if not path or not Path(str(path)).is_file():
         raise FileNotFoundError(
-            f'{net.KEY}: {path or "(not set)"} not found; the perceptual and style losses need '
-            f'ImageNet {net.arch.upper()} weights: download {net.download} (or a Paddle '
-            f'{net.arch}.pdparams) and pass --{net.KEY} PATH')
+            f'{net.KEY}: {path or "(not set)"} not found; the perceptual losses need '
+            f'{net.about}: download {net.download} (or a Paddle {net.arch}.pdparams with the '
+            f'same keys) and pass --{net.KEY} PATH')
     return read_weights(path, net.KEY)
 
 
@@ -23,16 +23,16 @@ _LOADED = {}  # (file, size, mtime, arch, outputs) -> a loaded FeatureNet (froze
 
 
 def load_feature_weights(model):
-    """Loads every FeatureNet that ``model`` holds (its VGG) from its file, before training.
+    """Loads every FeatureNet that ``model`` holds (its VGG, LaMa's ResNet) from its file,
+    before training.
 
-    Skipped when the model's perceptual and style terms are both switched off (weight 0): then
-    training needs no file. A file already loaded in this process (unchanged on disk) is not
-    read again: the frozen network is shared. Returns the FeatureNets loaded.
+    A network whose losses are all switched off (the config keys in its ``uses`` are 0) is
+    skipped: then training needs no file. A file already loaded in this process (unchanged on
+    disk) is not read again: the frozen network is shared. Returns the FeatureNets loaded.
     """
     cfg = model.cfg
-    if not (cfg.get('perceptual_alpha', 1) or cfg.get('style_alpha', 1)):
-        return []
-    nets = [value for value in vars(model).values() if isinstance(value, FeatureNet)]
+    nets = [value for value in vars(model).values() if isinstance(value, FeatureNet)
+            and any(cfg.get(key, 1) for key in value.uses)]
     for net in nets:
         if net.net is not None:
             continue
@@ -44,7 +44,7 @@ def load_feature_weights(model):
             net.net = _LOADED[key].net
             continue
         net.load(read_feature_file(net), str(net.path))  # a missing file fails, saying where
-        while len(_LOADED) >= 3:  # a VGG is 60 MB: keep the last three
+        while len(_LOADED) >= 3:  # a VGG is 60 MB, the ResNet 95 MB: keep the last three
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = net
     return nets

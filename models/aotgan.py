@@ -59,7 +59,7 @@ from paddle.nn.initializer import Constant, Normal
 
 from models.base import InpaintModel
 from models.losses import perceptual_l1, style_l1
-from models.ops import resize_bilinear_align_corners
+from models.ops import gaussian_blur, gaussian_kernel1d, resize_bilinear_align_corners
 from models.features import FeatureNet
 
 DEFAULTS = dict(
@@ -178,26 +178,6 @@ class SMPatchGAN(nn.Layer):
         for i in range(1, 5):
             x = F.leaky_relu(getattr(self, f'conv{i}')(x), 0.2)
         return self.conv5(x)
-
-
-def gaussian_kernel1d(ksize, sigma):
-    """The official normalised 1-D Gaussian taps: ``exp(-(i - k//2)^2 / (2 sigma^2))``."""
-    if not isinstance(ksize, int) or ksize % 2 == 0 or ksize <= 0 or not sigma > 0:
-        raise ValueError(f'blur_ksize, blur_sigma: expected an odd positive size and a positive '
-                         f'sigma, got {ksize!r}, {sigma!r}')
-    taps = np.exp(-(np.arange(ksize) - ksize // 2) ** 2 / (2.0 * sigma ** 2))
-    return (taps / taps.sum()).astype(np.float32)
-
-
-def gaussian_blur(x, ksize=71, sigma=10.0):
-    """Gaussian blur of [N,1,H,W] with zero padding (the official ``gaussian_blur``).
-
-    The official 2-D kernel is the outer product of two 1-D kernels, applied here separably.
-    """
-    taps = paddle.to_tensor(gaussian_kernel1d(ksize, sigma))
-    pad = (ksize - 1) // 2
-    x = F.conv2d(x, taps.reshape([1, 1, ksize, 1]), padding=[pad, 0])
-    return F.conv2d(x, taps.reshape([1, 1, 1, ksize]), padding=[0, pad])
 
 
 class AOTGAN(InpaintModel):

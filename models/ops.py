@@ -239,6 +239,63 @@ def resize_nearest_torch(x, size):
 NEAREST_RESIZES = {'tf': resize_nearest_tf, 'torch': resize_nearest_torch}
 
 
+def half_pixel_weights(n_in, n_out):
+    """[n_out, n_in] float64 matrix of linear interpolation with half-pixel centres
+    (``align_corners=False``, no antialiasing): output i samples the input at
+    ``max((i + 0.5) n_in / n_out - 0.5, 0)``, clamped at the last pixel (torch's rule)."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    low = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    high = np.minimum(low + 1, n_in - 1)
+    frac = src - low
+    weights = np.zeros((n_out, n_in))
+    np.add.at(weights, (np.arange(n_out), low), 1.0 - frac)
+    np.add.at(weights, (np.arange(n_out), high), frac)
+    return weights
+
+
+def resize_bilinear(x, size):
+    """Bilinear resize of [N, C, H, W] to ``size`` with half-pixel centres, as two matrix
+    products (dygraph, static sizes).
+
+    Equals ``F.interpolate(mode='bilinear', align_corners=False)`` up to rounding, but with the
+    sampling positions in float64: Paddle's kernel computes the scale in float32 (an error of
+    1e-5 in float64 runs), torch's in the input's precision.
+    """
+    rows = paddle.to_tensor(half_pixel_weights(x.shape[2], size[0])).astype(x.dtype)
+    cols = paddle.to_tensor(half_pixel_weights(x.shape[3], size[1]).T).astype(x.dtype)
+    return paddle.matmul(paddle.matmul(rows, x), cols)
+
+
+def gaussian_kernel1d(ksize, sigma):
+    """Normalised 1-D Gaussian taps ``exp(-(i - k//2)^2 / (2 sigma^2))`` (the official AOT-GAN
+    and kornia ``gaussian`` kernels for odd sizes)."""
+    if not isinstance(ksize, int) or ksize % 2 == 0 or ksize <= 0 or not sigma > 0:
+        raise ValueError(f'blur_ksize, blur_sigma: expected an odd positive size and a positive '
+                         f'sigma, got {ksize!r}, {sigma!r}')
+    taps = np.exp(-(np.arange(ksize) - ksize // 2) ** 2 / (2.0 * sigma ** 2))
+    return taps / taps.sum()  # float64: cast to the input's dtype where used
+
+
+def gaussian_blur(x, ksize=71, sigma=10.0, mode='zeros'):
+    """Separable Gaussian blur of every channel of [N, C, H, W].
+
+    ``mode``: 'zeros' pads with zeros (AOT-GAN's ``gaussian_blur``), 'reflect' mirrors the border
+    (kornia's ``gaussian_blur2d`` default, LaMa's refinement). The 2-D kernel is the outer
+    product of two 1-D kernels, applied here separably.
+    """
+    taps = paddle.to_tensor(gaussian_kernel1d(ksize, sigma)).astype(x.dtype)
+    channels, pad = x.shape[1], (ksize - 1) // 2
+    if mode == 'reflect':
+        x = F.pad(x, [pad, pad, pad, pad], mode='reflect')
+        padding = ([0, 0], [0, 0])
+    else:
+        padding = ([pad, 0], [0, pad])
+    x = F.conv2d(x, taps.reshape([1, 1, ksize, 1]).tile([channels, 1, 1, 1]),
+                 padding=padding[0], groups=channels)
+    return F.conv2d(x, taps.reshape([1, 1, 1, ksize]).tile([channels, 1, 1, 1]),
+                    padding=padding[1], groups=channels)
+
+
 def shift(x, offset, axis):
     """``y[i] = x[i + offset]`` along ``axis``, zero where ``i + offset`` falls outside.
 

@@ -477,6 +477,9 @@ class MaskGenerator:
         per_sample: one mask per sample; False shares one mask with the whole batch, as the
             official code does.
         hole_range: (low, high) hole-to-image ratio of 'irregular' masks.
+        mask_scale: LaMa masks are drawn in pixels of a canvas of image_size / mask_scale and
+            resized to image_size (1: the official pixel sizes; 0.25 for 64 px crops keeps the
+            holes the share of the image they are at 256).
         invert: 'file' masks have black holes on white.
 
     Calling it with (rng, batch_size) gives (mask float32 [N, 1, H, W], bbox int64 [N, 4]).
@@ -485,7 +488,7 @@ class MaskGenerator:
 
     def __init__(self, mask_type, image_size, bbox_size=(128, 128), max_delta=(32, 32),
                  margin=(0, 0), mask_dir=None, per_sample=False, hole_range=HOLE_RANGE,
-                 invert=False):
+                 invert=False, mask_scale=1.0):
         if mask_type not in MASK_GENERATORS:
             raise ValueError(f"masks: unknown mask_type {mask_type!r} "
                              f"(valid: {', '.join(MASK_GENERATORS)})")
@@ -493,6 +496,9 @@ class MaskGenerator:
         self.size, self.bbox_size = _pair(image_size), _pair(bbox_size)
         self.max_delta, self.margin = _pair(max_delta), _pair(margin)
         self.hole_range = tuple(hole_range)
+        if not 0 < float(mask_scale) <= 1:
+            raise ValueError(f"masks: mask_scale must be in (0, 1], got {mask_scale!r}")
+        self.mask_scale = float(mask_scale)
         if mask_type == "irregular":
             irregular_mask(np.random.RandomState(0), (8, 8), self.hole_range)  # checks the range
         _check_fits(self.size, self.bbox_size,
@@ -534,12 +540,23 @@ def _file_hole(gen, rng):
     return gen.folder.sample(rng), None
 
 
+def _on_canvas(gen, draw):
+    """``draw(canvas size)`` at ``gen.size / gen.mask_scale``, resized back to ``gen.size`` (area
+    average, then > 0.5 is hole); at mask_scale 1 the drawing itself."""
+    if gen.mask_scale == 1:
+        return draw(gen.size)
+    canvas = tuple(max(1, int(round(s / gen.mask_scale))) for s in gen.size)
+    mask = cv2.resize(draw(canvas)[0], gen.size[::-1], interpolation=cv2.INTER_AREA)
+    return (mask > 0.5).astype(np.float32)[None]
+
+
 def _lama_hole(gen, rng):
-    return lama_mixed_mask(rng, gen.size, LAMA_CONFIGS["train"]), None
+    return _on_canvas(gen, lambda size: lama_mixed_mask(rng, size, LAMA_CONFIGS["train"])), None
 
 
 def _lama_eval_hole(thickness, gen, rng):
-    return lama_eval_mask(rng, gen.size, lama_eval_config(thickness, gen.size)), None
+    return _on_canvas(gen, lambda size: lama_eval_mask(
+        rng, size, lama_eval_config(thickness, size))), None
 
 
 # mask_type -> generator(MaskGenerator, rng) -> (mask [1, H, W], its box or None: the box
@@ -574,4 +591,5 @@ def masks_from_config(cfg, mask_type=None, mask_dir=None, per_sample=None):
                          cfg.get("max_delta", min(32, box // 4)), cfg.get("margin", 0),
                          mask_dir or cfg.get("mask_dir"),
                          cfg.get("per_sample_mask", False) if per_sample is None else per_sample,
-                         cfg.get("hole_range", HOLE_RANGE), cfg.get("mask_invert", False))
+                         cfg.get("hole_range", HOLE_RANGE), cfg.get("mask_invert", False),
+                         cfg.get("mask_scale", 1.0))

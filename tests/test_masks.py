@@ -393,3 +393,21 @@ def test_lama_masks_on_small_images():
     # No candidate of 100 fits under 0.5 this small: the smallest one is returned.
     tiny = lama_eval_mask(_rng(0), 24, LAMA_CONFIGS["thin_256"])
     assert tiny.shape == (1, 24, 24) and 0.5 < tiny.mean() < 1
+
+
+def test_mask_scale_keeps_lama_hole_shares_on_small_crops():
+    """LaMa's masks are defined in pixels of 256 crops: drawn at 64 / 0.25 = 256 and resized, a
+    64 px crop gets the hole shares of a 256 crop; mask_scale 1 is the drawing itself."""
+    def ratios(size, scale, n=300):
+        gen = MaskGenerator("lama", size, size // 2, size // 8, per_sample=True, mask_scale=scale)
+        return gen(np.random.RandomState(0), n)[0].mean(axis=(1, 2, 3))
+
+    small, full = ratios(64, 0.25), ratios(256, 1.0)
+    assert abs(small.mean() - full.mean()) < 0.02
+    assert abs(np.median(small) - np.median(full)) < 0.03
+    assert ratios(64, 1.0).mean() > full.mean() + 0.15  # official pixel sizes swamp 64 px crops
+    one = MaskGenerator("lama", 256, 128, 32, per_sample=True, mask_scale=1.0)
+    drawn = lama_mixed_mask(np.random.RandomState(3), (256, 256), LAMA_CONFIGS["train"])
+    assert np.array_equal(one(np.random.RandomState(3), 1)[0][0], drawn)
+    with pytest.raises(ValueError, match="mask_scale"):
+        MaskGenerator("lama", 64, 32, 8, mask_scale=0)

@@ -23,6 +23,7 @@ RUN_DEFAULTS = dict(
     init_from=None,          # a checkpoint whose model weights start this (fresh) run
     mask_invert=False,       # mask_dir files have black holes on white (default: white = hole)
     hole_range=[0.01, 0.6],  # hole-to-image ratio range of mask_type 'irregular'
+    mask_scale=1.0,          # LaMa masks: drawn at image_size / mask_scale, resized (data.masks)
     per_sample_mask=False,   # one mask per sample instead of one per batch (official)
     random_crop=True,        # crop (True) or resize (False) to image_size
     flip=True,               # random horizontal flips

@@ -67,8 +67,10 @@ def export(model, folder, name=None):
     except Exception as e:  # dy2static raises many types; report the model, place and error
         raise RuntimeError(f'export: {name} could not be traced with dynamic shapes: '
                            f'{trace_summary(e)}') from e
-    meta = dict(model=name, config=model.cfg, size_multiple=int(model.SIZE_MULTIPLE),
-                outputs=wrapper.names, inputs=['image', 'mask'], paddle=paddle.__version__)
+    multiple = model.EXPORT_SIZE_MULTIPLE or model.SIZE_MULTIPLE
+    meta = dict(model=name, config=model.cfg, size_multiple=int(multiple),
+                full_resolution=bool(model.FULL_RESOLUTION), outputs=wrapper.names,
+                inputs=['image', 'mask'], paddle=paddle.__version__)
     (folder / EXPORT_META).write_text(json.dumps(meta, indent=1))
     return folder
 

@@ -43,6 +43,7 @@ class ExportedModel:
                                     'with tools/export.py')
         self.meta = json.loads(meta_path.read_text())
         self.SIZE_MULTIPLE = self.meta['size_multiple']
+        self.FULL_RESOLUTION = bool(self.meta.get('full_resolution', False))
         self.cfg = self.meta['config']
         self.outputs = self.meta['outputs']
         threads = int(threads or os.cpu_count() or 1)

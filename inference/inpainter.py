@@ -18,8 +18,12 @@ them is the ``strategy`` (IOPaint's HD strategies, with our defaults):
   enlarged to at least ``max_size`` square where the photo allows, shrunk to ``max_size`` when
   larger, inpainted with the whole mask inside it, scaled back, and only the hole pixels of that
   component are pasted. Holes closer than about 2 * margin share a window.
-- ``auto`` (default): ``crop`` when the photo's longer side exceeds twice the training size,
-  else ``original``.
+- ``refine`` (LaMa checkpoints): the whole photo through LaMa's multi-scale feature refinement
+  (``inference.refine``; ``refine_options`` overrides its settings), slow but sharper on large
+  photos.
+- ``auto`` (default): ``original`` for models that generalise to full resolution
+  (``FULL_RESOLUTION``: LaMa); otherwise ``crop`` when the photo's longer side exceeds twice the
+  training size, else ``original``.
 
 ``max_size`` defaults to the model's training size (``image_size`` in its config), where the model
 is at home and memory is small: DeepFill's contextual attention grows with (HW)^2.
@@ -30,8 +34,9 @@ import paddle
 
 from inference.exported import ExportedModel
 from inference.loading import load_model
+from inference.refine import REFINE_DEFAULTS, refine
 
-STRATEGIES = ('auto', 'original', 'crop', 'resize')
+STRATEGIES = ('auto', 'original', 'crop', 'resize', 'refine')
 
 
 def _as_image(image):
@@ -124,7 +129,7 @@ class EagerModel:
     def __init__(self, model):
         self.model = model
         self.model.eval()
-        self.SIZE_MULTIPLE = model.SIZE_MULTIPLE
+        self.SIZE_MULTIPLE, self.FULL_RESOLUTION = model.SIZE_MULTIPLE, model.FULL_RESOLUTION
         self.cfg = model.cfg
 
     def extra_inputs(self, image, mask, seed=0, given=None):
@@ -159,9 +164,10 @@ class Inpainter:
         max_size: longest side the model sees under 'crop' and 'resize' (default: the model's
             training ``image_size``).
         margin: context in pixels around each hole group under 'crop'.
+        refine_options: settings of the 'refine' strategy (``inference.refine.REFINE_DEFAULTS``).
     """
 
-    def __init__(self, model, strategy='auto', max_size=None, margin=128):
+    def __init__(self, model, strategy='auto', max_size=None, margin=128, refine_options=None):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
         self.model = EagerModel(model) if isinstance(model, paddle.nn.Layer) else model
@@ -169,6 +175,14 @@ class Inpainter:
         self.train_size = int(self.model.cfg.get('image_size', 256))
         self.max_size = int(max_size or self.train_size)
         self.margin = int(margin)
+        unknown = sorted(set(refine_options or {}) - set(REFINE_DEFAULTS))
+        if unknown:
+            raise ValueError(f'refine_options: unknown {unknown}; expected some of '
+                             f"{', '.join(REFINE_DEFAULTS)}")
+        self.refine_options = {**REFINE_DEFAULTS, **(refine_options or {})}
+        if strategy == 'refine' and not isinstance(self.model, EagerModel):
+            raise ValueError("strategy: 'refine' optimises the network's features and needs a "
+                             'checkpoint, not an exported graph')
         if self.max_size < self.model.SIZE_MULTIPLE or self.margin < 0:
             raise ValueError(f'max_size/margin: expected max_size >= {self.model.SIZE_MULTIPLE} '
                              f'and margin >= 0, got {self.max_size}, {self.margin}')
@@ -186,6 +200,8 @@ class Inpainter:
     def choose_strategy(self, hw):
         if self.strategy != 'auto':
             return self.strategy
+        if getattr(self.model, 'FULL_RESOLUTION', False):  # also duck-typed models without it
+            return 'original'
         return 'crop' if max(hw) > 2 * self.train_size else 'original'
 
     def run(self, image, mask, seed=0, **given):
@@ -211,7 +227,8 @@ class Inpainter:
             part = (slice(top, bottom), slice(left, right))
             window = {k: v[..., part[0], part[1]] if _is_map(v, (h, w)) else v
                       for k, v in extra.items()}
-            pred = self._inpaint(image[part], mask[part], window, limit)
+            pred = self._refine(image, mask) if strategy == 'refine' else \
+                self._inpaint(image[part], mask[part], window, limit)
             paste = (labels[part] == i) & (mask[part] > 0)
             result[part][paste] = pred[paste]
         return result, dict(strategy=strategy, windows=windows)
@@ -223,6 +240,13 @@ class Inpainter:
             from PIL import Image
             return Image.fromarray(result)
         return result
+
+    def _refine(self, image, mask):
+        """The refined whole photo as uint8 HxWx3 (scaled back when it was refined smaller)."""
+        x = image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        out = refine(self.model.model, x, (mask > 0).astype(np.float32)[None, None],
+                     **self.refine_options)[0].transpose(1, 2, 0)
+        return _resize(np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8), mask.shape)
 
     def _inpaint(self, image, mask, extra, limit):
         """Model prediction for a whole (sub-)image as uint8 HxWx3, shrunk to ``limit`` first;

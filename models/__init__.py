@@ -10,11 +10,12 @@ from models.aotgan import AOTGAN
 from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2
 from models.glcic import GLCIC
+from models.lama import LaMa
 from models.lbam import LBAM
 from models.pconv import PConv
 
 MODELS = {'aotgan': AOTGAN, 'deepfill_v1': DeepFillV1, 'deepfill_v2': DeepFillV2, 'glcic': GLCIC,
-          'lbam': LBAM, 'pconv': PConv}
+          'lama': LaMa, 'lbam': LBAM, 'pconv': PConv}
 
 
 def build(name, cfg):

@@ -3,7 +3,10 @@
 A model is an ``InpaintModel`` subclass with:
 
 - ``NAME``, ``DEFAULTS`` (paper hyper-parameters, every accepted config key), ``TINY`` (a small
-  config for tests) and ``SIZE_MULTIPLE`` (input height and width must be multiples of it);
+  config for tests) and ``SIZE_MULTIPLE`` (input height and width must be multiples of it;
+  ``EXPORT_SIZE_MULTIPLE`` where an exported graph needs a larger one); ``FULL_RESOLUTION``:
+  the model inpaints photos far larger than its training crops in one pass (the Inpainter's
+  ``auto`` strategy then keeps the photo whole);
 - ``netG`` (the generator: everything kept for inference) and ``netD`` (critic/discriminator
   layers, or None for models trained without one);
 - ``forward(image, mask, **extra) -> dict`` with at least ``pred`` (raw generator output) and
@@ -20,7 +23,8 @@ A model is an ``InpaintModel`` subclass with:
 - ``schedule(it) -> (d_steps, g_step, phase)``: what 0-based iteration ``it`` trains, and the
   phase its losses take (GLCIC's three phases; None elsewhere);
 - ``make_optimizers() -> {'optG': ..., 'optD': ...}`` (Adam from the ``lr``/``beta1``/``beta2``
-  keys, the critic's from ``d_lr``/``d_beta1``/``d_beta2`` when the model has them);
+  keys, the critic's from ``d_lr``/``d_beta1``/``d_beta2`` when the model has them; gradients
+  clipped to the global norm ``grad_clip`` per optimizer when the model has that key);
 - ``prepare_data(dataset)``: called once before a fresh run (GLCIC's mean colour).
 
 Images are float32 NCHW RGB in [-1, 1]; masks are [N,1,H,W] with 1 = hole.
@@ -66,6 +70,8 @@ class InpaintModel(nn.Layer):
     DEFAULTS = {}
     TINY = {}
     SIZE_MULTIPLE = 8
+    EXPORT_SIZE_MULTIPLE = None  # the multiple an exported graph with dynamic sizes needs, if larger
+    FULL_RESOLUTION = False  # generalises to photos far larger than its training crops (LaMa)
     IMAGE_OUTPUTS = ('pred', 'composite')
     USER_INPUTS = {}   # {name: help}: maps a user may draw for extra_inputs (DeepFill v2: sketch)
     MIXING_DRAWS = 0   # U[0, 1) draws per sample in batch['alpha'] (gradient-penalty mixing)
@@ -143,5 +149,8 @@ class InpaintModel(nn.Layer):
 
     def make_optimizers(self):
         """Optimizers keyed 'optG' / 'optD' (checkpoint names); build under a unique_name guard."""
-        return {name: paddle.optimizer.Adam(lr, b1, b2, parameters=layer.parameters())
+        clip = self.cfg.get('grad_clip')
+        return {name: paddle.optimizer.Adam(
+                    lr, b1, b2, parameters=layer.parameters(),
+                    grad_clip=paddle.nn.ClipGradByGlobalNorm(clip) if clip else None)
                 for name, (layer, lr, b1, b2) in self.optimizer_settings().items()}

@@ -169,7 +169,8 @@ def test_overfits_one_batch(name, batch_factory):
     The adversarial term is switched off: against an untrained, frozen critic it only adds noise
     (DeepFill v2 weighs it 1:1 with L1); so are the VGG terms, which on the random test VGG only
     pull towards its random features (and dominate the time)."""
-    model = tiny(name, gan_alpha=0.0, perceptual_alpha=0.0, style_alpha=0.0)
+    model = tiny(name, gan_alpha=0.0, perceptual_alpha=0.0, style_alpha=0.0,
+                 **TEST_SETTINGS[name]['overfit'])
     opt_g, opt_d = optimizers(model, lr=TEST_SETTINGS[name]['overfit_lr'])
     batch = batch_factory(model.cfg, model=model)
 

@@ -21,7 +21,7 @@ from models.deepfill_v1 import DeepFillV1
 from models.deepfill_v2 import DeepFillV2
 from weights.checkpoint import read_checkpoint
 from weights.convert import (SOURCES, Source, aotgan, convert, convert_files, deepfill,
-                             find_source, glcic, lbam, pconv, read_inputs)
+                             find_source, glcic, lama, lbam, pconv, read_inputs)
 from weights.convert.deepfill import (V1_RGB_INPUTS, V1_RGB_OUTPUTS, bgr_to_rgb,
                                       convert_daa233_v1, convert_daa233_v1_tf,
                                       convert_nipponjo_v2, convert_official_v1_tf,
@@ -66,7 +66,7 @@ def test_one_table_names_every_source_its_model_download_and_licence():
         assert source.model in MODELS, name
         assert source.download.startswith('https://') and source.licence and source.about, name
         assert '\n' not in source.about, name
-    converters = {fn for module in (aotgan, deepfill, glcic, lbam, pconv)
+    converters = {fn for module in (aotgan, deepfill, glcic, lama, lbam, pconv)
                   for key, fn in vars(module).items() if key.startswith('convert_')}
     assert converters == {source.function for source in SOURCES.values()}  # none left out
     with pytest.raises(ValueError, match=r"unknown source 'nope'; choose one of .*nipponjo_v2"):

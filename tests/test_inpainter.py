@@ -90,7 +90,7 @@ def test_auto_picks_crop_only_for_photos_much_larger_than_training():
     inpaint, _ = recorder_inpainter()  # training size 64
     assert inpaint.choose_strategy((128, 100)) == 'original'
     assert inpaint.choose_strategy((90, 129)) == 'crop'
-    assert set(STRATEGIES) == {'auto', 'original', 'crop', 'resize'}
+    assert set(STRATEGIES) == {'auto', 'original', 'crop', 'resize', 'refine'}
 
 
 def test_resize_strategy_shrinks_to_max_size_and_pastes_only_the_hole():

@@ -3,6 +3,9 @@
     python tools/benchmark.py                                  # all models, 256 and 512
     python tools/benchmark.py --models deepfill_v1 --repeats 3 --json bench.json
     python tools/benchmark.py --models deepfill_v1 --photo 2048x1536 --strategy crop original
+    python tools/benchmark.py --models lama --set n_blocks=18      # Big-LaMa
+    python tools/benchmark.py --models lama --set n_blocks=18 --phases --photo 2048x1536 \
+        --strategy original refine --refine_iters 2
 
 Every model is built with its paper DEFAULTS (random weights: speed does not depend on them).
 Per model and size (batch 1):
@@ -115,24 +118,27 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def model_config(name, tmp):
-    """{} (paper DEFAULTS), plus random VGG weights in ``tmp`` for models with perceptual losses
-    when the ImageNet file is absent (training-step timing does not depend on its values)."""
-    cls = MODELS[name]
-    path = cls.DEFAULTS.get('vgg_weights')
-    if path is None or os.path.isfile(path):
-        return {}
-    from models.features import VGGFeatures, layer_names
-    arch = getattr(cls, 'VGG_ARCH', 'vgg16')
-    net = VGGFeatures(arch, (layer_names(arch)[-1],))
-    out = Path(tmp) / f'{arch}-random.npz'
-    np.savez(out, **{k: v.numpy() for k, v in net.state_dict().items()})
-    return {'vgg_weights': str(out)}
+def model_config(name, tmp, overrides=None):
+    """The paper DEFAULTS with ``overrides`` (``--set``), plus random weights in ``tmp`` for the
+    frozen loss networks (VGG, LaMa's ResNet) whose file is absent (training-step timing does
+    not depend on their values)."""
+    from models.features import ARCHS
+    cls, cfg = MODELS[name], dict(overrides or {})
+    for key, arch in (('vgg_weights', getattr(cls, 'VGG_ARCH', 'vgg16')),
+                      ('resnet_pl_weights', 'resnet50dilated')):
+        path = cfg.get(key, cls.DEFAULTS.get(key))
+        if path is None or os.path.isfile(path):
+            continue
+        net = ARCHS[arch][0](('layer4',) if arch == 'resnet50dilated' else ('pool5',))
+        out = Path(tmp) / f'{arch}-random.npz'
+        np.savez(out, **{k: v.numpy() for k, v in net.state_dict().items()})
+        cfg[key] = str(out)
+    return cfg
 
 
 # ---------------------------------------------------------------- phases (one process each)
-def phase_eager(name, sizes, repeats, device, tmp):
-    model = build(name, model_config(name, tmp))
+def phase_eager(name, sizes, repeats, device, tmp, overrides=None):
+    model = build(name, model_config(name, tmp, overrides))
     model.eval()
     row = dict(params_G=count_parameters(model.netG), params_D=count_parameters(model.netD))
     for size in sizes:
@@ -147,9 +153,9 @@ def phase_eager(name, sizes, repeats, device, tmp):
     return row
 
 
-def phase_export(name, sizes, repeats, device, tmp):
+def phase_export(name, sizes, repeats, device, tmp, overrides=None):
     from inference import ExportedModel, export
-    model = build(name, model_config(name, tmp))
+    model = build(name, model_config(name, tmp, overrides))
     folder = export(model, Path(tmp) / 'export')
     del model
     exported = ExportedModel(folder, device=device)
@@ -162,12 +168,12 @@ def phase_export(name, sizes, repeats, device, tmp):
     return row
 
 
-def phase_train(name, batch_size, repeats, device, tmp):
+def phase_train(name, batch_size, repeats, device, tmp, overrides=None):
     from data import masks_from_config
     from training.batches import to_batch
     from training.step import train_step
     from weights.features import load_feature_weights
-    model = build(name, model_config(name, tmp))
+    model = build(name, model_config(name, tmp, overrides))
     load_feature_weights(model)
     model.train()
     opts = model.make_optimizers()
@@ -184,10 +190,12 @@ def phase_train(name, batch_size, repeats, device, tmp):
             'peak_train_mb': peak_memory_mb(device)}
 
 
-def phase_photo(name, hw, hole, strategy, checkpoint, device, tmp):
+def phase_photo(name, hw, hole, strategy, checkpoint, device, tmp, overrides=None,
+                refine_iters=15):
     """Inpaints a synthetic HxW photo with a centred box hole of ``hole`` of its area."""
     from inference import Inpainter, load_model
-    model = load_model(checkpoint)[0] if checkpoint else build(name, model_config(name, tmp))
+    model = load_model(checkpoint)[0] if checkpoint else \
+        build(name, model_config(name, tmp, overrides))
     h, w = hw
     rng = np.random.RandomState(0)
     photo = rng.randint(0, 255, (h // 16 + 1, w // 16 + 1, 3)).astype(np.uint8)
@@ -195,7 +203,8 @@ def phase_photo(name, hw, hole, strategy, checkpoint, device, tmp):
     bh, bw = int(round(h * hole ** 0.5)), int(round(w * hole ** 0.5))
     mask = np.zeros((h, w), np.uint8)
     mask[(h - bh) // 2:(h - bh) // 2 + bh, (w - bw) // 2:(w - bw) // 2 + bw] = 255
-    inpainter = Inpainter(model, strategy=strategy)
+    inpainter = Inpainter(model, strategy=strategy, refine_options=dict(
+        n_iters=refine_iters) if strategy == 'refine' else None)
     start = time.perf_counter()
     _, info = inpainter.run(photo, mask)
     return dict(strategy=info['strategy'], windows=len(info['windows']),
@@ -220,17 +229,30 @@ def run_child(task, args):
 
 def child(task, args, device):
     with tempfile.TemporaryDirectory() as tmp:
-        phase, name = task['phase'], task['name']
+        phase, name, overrides = task['phase'], task['name'], task.get('set')
         if phase == 'eager':
-            row = phase_eager(name, task['sizes'], args.repeats, device, tmp)
+            row = phase_eager(name, task['sizes'], args.repeats, device, tmp, overrides)
         elif phase == 'export':
-            row = phase_export(name, task['sizes'], args.repeats, device, tmp)
+            row = phase_export(name, task['sizes'], args.repeats, device, tmp, overrides)
         elif phase == 'train':
-            row = phase_train(name, task['batch_size'], args.repeats, device, tmp)
+            row = phase_train(name, task['batch_size'], args.repeats, device, tmp, overrides)
         else:
             row = phase_photo(name, task['hw'], task['hole'], task['strategy'],
-                              task.get('checkpoint'), device, tmp)
+                              task.get('checkpoint'), device, tmp, overrides,
+                              task.get('refine_iters', 15))
     print('RESULT ' + json.dumps(row))
+
+
+def parse_set(items):
+    """``KEY=VALUE`` strings -> {key: YAML-parsed value}; a malformed item is a one-line error."""
+    import yaml
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'--set: expected KEY=VALUE, got {item!r}')
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 # ---------------------------------------------------------------- report
@@ -257,6 +279,10 @@ def main(argv=None):
     p.add_argument('--hole', type=float, default=0.1, help='hole share of the --photo')
     p.add_argument('--strategy', nargs='+', default=['crop'], help='strategies for --photo')
     p.add_argument('--checkpoint', help='weights for --photo (default: random, DEFAULTS)')
+    p.add_argument('--refine_iters', type=int, default=15,
+                   help="iterations per scale of --strategy refine (LaMa; official 15)")
+    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+                   help='config overrides, e.g. n_blocks=18 (Big-LaMa); YAML values')
     p.add_argument('--device', default='auto')
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--json', help='write the results to this JSON file')
@@ -265,13 +291,14 @@ def main(argv=None):
     device = runtime.setup(args.device, args.threads)
     if args._child:
         return child(json.loads(args._child), args, device)
+    overrides = parse_set(args.set)
     rows, photos = [], []
     for name in args.models:
-        row = dict(model=name)
+        row = dict(model=name, **({'set': ' '.join(args.set)} if args.set else {}))
         for phase in args.phases:
             print(f'{name}: {phase} ...', file=sys.stderr, flush=True)
             row.update(run_child(dict(phase=phase, name=name, sizes=args.sizes,
-                                      batch_size=args.batch_size), args))
+                                      batch_size=args.batch_size, set=overrides), args))
         for size in args.sizes:
             for kind in ('eager', 'export'):
                 if f'{kind}_{size}_ms' in row and f'gflops_{size}' in row:
@@ -284,7 +311,8 @@ def main(argv=None):
                 print(f'{name}: {args.photo} photo, {strategy} ...', file=sys.stderr, flush=True)
                 photos.append(dict(model=name, photo=args.photo, **run_child(
                     dict(phase='photo', name=name, hw=[h, w], hole=args.hole, strategy=strategy,
-                         checkpoint=args.checkpoint), args)))
+                         checkpoint=args.checkpoint, set=overrides,
+                         refine_iters=args.refine_iters), args)))
     keys = list(dict.fromkeys(k for r in rows for k in r))
     print(table(rows, keys))
     if photos:

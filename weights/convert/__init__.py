@@ -32,7 +32,7 @@ import paddle
 from models import MODELS
 from weights import tfcheckpoint
 from weights.checkpoint import save_checkpoint
-from weights.convert import aotgan, deepfill, glcic, lbam, pconv
+from weights.convert import aotgan, deepfill, glcic, lama, lbam, pconv
 from weights.read import read_weights
 
 Source = namedtuple('Source', 'model function about download licence')
@@ -92,6 +92,12 @@ SOURCES = {
     'paddlegan_aotgan': Source(
         'aotgan', aotgan.convert_aotgan, "PaddleGAN's AOT-GAN generator AotGan_g.pdparams",
         'https://paddlegan.bj.bcebos.com/models/AotGan_g.pdparams', 'Apache-2.0'),
+    'lama_official': Source(
+        'lama', lama.convert_lama,
+        'official LaMa models/best.ckpt: big-lama (18 blocks) or lama-fourier (9 blocks)',
+        'https://huggingface.co/smartywu/big-lama/resolve/main/big-lama.zip (Big-LaMa); all '
+        'models: the Google Drive folder in https://github.com/advimman/lama (README)',
+        'Apache-2.0 (repository)'),
 }
 
 

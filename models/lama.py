@@ -232,6 +232,42 @@ class UpBlock(nn.Layer):
         return F.relu(self.bn(self.conv(x)))
 
 
+TILE_BYTES = 128 * 2 ** 20  # im2col buffer per tile of a full-resolution conv at inference
+
+
+@paddle.jit.not_to_static
+def tile_rows(x, per_row_bytes, training):
+    """Input rows per tile that keep a conv's im2col buffer under TILE_BYTES (even), or None:
+    no tiling (training: BatchNorm needs the whole batch; dynamic sizes; small inputs)."""
+    h = x.shape[2]
+    if training or h <= 0 or x.shape[3] <= 0:
+        return None
+    rows = max(2, int(TILE_BYTES // max(per_row_bytes, 1)) // 2 * 2)
+    return rows if rows < h else None
+
+
+def in_row_tiles(fn, x, rows, halo, scale=1.0):
+    """``fn(x)`` computed on horizontal slabs of ``rows`` input rows (plus ``halo`` rows of real
+    context above and below) and stitched: exact for row-local ``fn`` (convs, BN in eval mode,
+    activations) whose receptive radius in input rows is at most ``halo``; ``scale`` = output
+    rows per input row (0.5 for a stride-2 conv, 2 for LaMa's transposed convs). Paddle's CPU
+    convs materialise im2col buffers of C_in k^2 H_out W_out values (39 GB for the last 7x7 conv
+    at 2048x1536); tiles bound them. ``rows`` None: ``fn(x)``."""
+    h = x.shape[2]
+    if rows is None:
+        return fn(x)
+    out = None
+    for start in range(0, h, rows):
+        end = min(h, start + rows)
+        top, bottom = max(0, start - halo), min(h, end + halo)
+        y = fn(x[:, :, top:bottom])
+        offset, count = int((start - top) * scale), int((end - start) * scale)
+        if out is None:  # filled in place: no list of parts next to their concatenation
+            out = paddle.empty([y.shape[0], y.shape[1], int(h * scale), y.shape[3]], y.dtype)
+        out[:, :, int(start * scale):int(start * scale) + count] = y[:, :, offset:offset + count]
+    return out
+
+
 class FFCResNetGenerator(nn.Layer):
     """[N, 4, H, W] (masked image in [0, 1], mask) -> [N, 3, H, W] in [0, 1]; H, W multiples of 8."""
 
@@ -248,12 +284,25 @@ class FFCResNetGenerator(nn.Layer):
             for i in range(n_downsampling, 0, -1)])
         self.out = nn.Conv2D(ngf, 3, 7)
 
+    def _head(self, x):
+        return self.head(F.pad(x, [3, 3, 3, 3], mode='reflect'))[0]
+
+    def _out(self, x):
+        return F.sigmoid(self.out(F.pad(x, [3, 3, 3, 3], mode='reflect')))
+
     def encode(self, x):
         """The front: head and downsampling -> (local, global) features at 1/8 (the features
-        LaMa's high-resolution refinement optimises)."""
-        x_l, x_g = self.head(F.pad(x, [3, 3, 3, 3], mode='reflect'))
+        LaMa's high-resolution refinement optimises). At inference the full-resolution convs
+        run in row tiles (``in_row_tiles``; same result, bounded memory)."""
+        train = self.training
+        x_l = in_row_tiles(self._head, x, tile_rows(x, 4 * 49 * 4 * x.shape[3], train), 3)
+        x_g = None
         for layer in self.down:
-            x_l, x_g = layer(x_l, x_g)
+            if layer.bn_g is None and x_g is None:  # local-only stride-2 convs: tiled
+                rows = tile_rows(x_l, 4 * x_l.shape[1] * 9 * x_l.shape[3] // 2, train)
+                x_l = in_row_tiles(lambda t, conv=layer: conv(t)[0], x_l, rows, 2, 0.5)
+            else:
+                x_l, x_g = layer(x_l, x_g)
         return x_l, x_g
 
     def decode(self, x_l, x_g):
@@ -261,9 +310,12 @@ class FFCResNetGenerator(nn.Layer):
         for block in self.blocks:
             x_l, x_g = block(x_l, x_g)
         x = x_l if x_g is None else paddle.concat([x_l, x_g], axis=1)
+        train = self.training
         for layer in self.up:
-            x = layer(x)
-        return F.sigmoid(self.out(F.pad(x, [3, 3, 3, 3], mode='reflect')))
+            per_row = 4 * 9 * layer.conv.weight.shape[1] * x.shape[3]  # col: C_out k^2 W_in
+            x = in_row_tiles(layer, x, tile_rows(x, per_row, train), 1, 2.0)
+        return in_row_tiles(self._out, x, tile_rows(x, 4 * x.shape[1] * 49 * x.shape[3], train),
+                            3)
 
     def forward(self, x):
         return self.decode(*self.encode(x))

@@ -399,3 +399,38 @@ def test_refinement_in_float64_equals_the_official_float64_run(refine_ref):
     # the stored float64 result was rounded to float32 (6e-8); the reference's float32 run is
     # 5.6e-7 from it, and F.interpolate's float32 scale (1e-5 in float64) would show here
     assert rel(hole_only(refined, ref['holes']), ref['refined_a64']) < 1e-7
+
+
+def test_row_tiles_at_inference_change_nothing(monkeypatch):
+    """The full-resolution convs run in row tiles at inference (bounded im2col buffers): the
+    output equals the untiled one; in training mode nothing is tiled (batch statistics)."""
+    import models.lama as lama
+    model = tiny('lama')
+    model.eval()
+    rng = np.random.RandomState(0)
+    image = paddle.to_tensor(rng.uniform(-1, 1, (1, 3, 72, 48)).astype('float32'))
+    mask = paddle.zeros([1, 1, 72, 48])
+    mask[:, :, 0:30, 10:40] = 1
+    with paddle.no_grad():
+        whole = model(image, mask)['pred'].numpy()
+        calls = []
+        original = lama.in_row_tiles
+        monkeypatch.setattr(lama, 'TILE_BYTES', 20_000)
+        monkeypatch.setattr(lama, 'in_row_tiles', lambda fn, x, rows, *a: (
+            calls.append(rows), original(fn, x, rows, *a))[1])
+        tiled = model(image, mask)['pred'].numpy()
+    assert len(calls) == 7 and all(rows is not None and rows < 72 for rows in calls[:2])
+    assert np.abs(tiled - whole).max() < 1e-6
+    assert lama.tile_rows(image, 10 ** 9, training=True) is None
+    # gradients through the tiles (the refinement differentiates the eval-mode rear)
+    x = paddle.concat([(image + 1) / 2 * (1 - mask), mask], axis=1)
+    grads = []
+    for tile_bytes in (10 ** 12, 20_000):
+        monkeypatch.setattr(lama, 'TILE_BYTES', tile_bytes)
+        features = [f.detach() for f in model.netG.encode(x)]
+        for f in features:
+            f.stop_gradient = False
+        (model.netG.decode(*features) ** 2).sum().backward()
+        grads.append([f.grad.numpy() for f in features])
+    for whole_grad, tiled_grad in zip(*grads):
+        assert rel(tiled_grad, whole_grad) < 1e-5

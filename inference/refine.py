@@ -112,10 +112,11 @@ def refine_level(netG, image, mask, reference, n_iters, lr):
     if reference is not None:  # the hole one level down, eroded: the coarser result's trust
         target_holes = erode(pyrdown_mask(holes[:, :, :h, :w], blur=False, round_up=False))
         target_holes = target_holes.expand_as(reference)
-    for step in range(n_iters):
-        pred = netG.decode(*features) if len(features) == 2 else netG.decode(features[0], None)
-        if reference is None:
-            break
+    if reference is None:  # the coarsest level: a plain forward
+        with paddle.no_grad():
+            pred = netG.decode(*(features + [None])[:2])
+    for step in range(n_iters if reference is not None else 0):
+        pred = netG.decode(*(features + [None])[:2], checkpoint=True)
         loss = masked_mean((pred - padded).abs(), known)
         coarse = masked_mean((pyrdown(pred[:, :, :h, :w]) - reference).abs(), target_holes)
         loss = coarse if loss is None else loss if coarse is None else loss + coarse

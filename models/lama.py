@@ -256,16 +256,20 @@ def in_row_tiles(fn, x, rows, halo, scale=1.0):
     h = x.shape[2]
     if rows is None:
         return fn(x)
-    out = None
+    out, parts = None, []
     for start in range(0, h, rows):
         end = min(h, start + rows)
         top, bottom = max(0, start - halo), min(h, end + halo)
         y = fn(x[:, :, top:bottom])
         offset, count = int((start - top) * scale), int((end - start) * scale)
-        if out is None:  # filled in place: no list of parts next to their concatenation
+        y = y[:, :, offset:offset + count]
+        if not y.stop_gradient:  # differentiated (the refinement): concat, whose backward
+            parts.append(y)      # is a split (in-place writes would save a copy per tile)
+            continue
+        if out is None:  # no gradient: filled in place, no list of parts beside their concat
             out = paddle.empty([y.shape[0], y.shape[1], int(h * scale), y.shape[3]], y.dtype)
-        out[:, :, int(start * scale):int(start * scale) + count] = y[:, :, offset:offset + count]
-    return out
+        out[:, :, int(start * scale):int(start * scale) + count] = y
+    return paddle.concat(parts, axis=2) if parts else out
 
 
 class FFCResNetGenerator(nn.Layer):
@@ -305,11 +309,22 @@ class FFCResNetGenerator(nn.Layer):
                 x_l, x_g = layer(x_l, x_g)
         return x_l, x_g
 
-    def decode(self, x_l, x_g):
-        """The rear: FFC blocks, upsampling, output conv and sigmoid -> [N, 3, H, W] in [0, 1]."""
+    def decode(self, x_l, x_g, checkpoint=False):
+        """The rear: FFC blocks, upsampling, output conv and sigmoid -> [N, 3, H, W] in [0, 1].
+
+        ``checkpoint``: when differentiated (the refinement), keep only each block's input and
+        recompute its inside in the backward pass (``paddle.distributed.fleet.utils.recompute``,
+        exact): the 18 blocks of Big-LaMa otherwise hold about 10 GB of intermediates at 1.8 MP.
+        """
+        run = lambda fn, *args: fn(*args)  # noqa: E731
+        if checkpoint:
+            from paddle.distributed.fleet.utils import recompute as run
         for block in self.blocks:
-            x_l, x_g = block(x_l, x_g)
+            x_l, x_g = run(block, x_l, x_g) if x_g is not None else block(x_l, x_g)
         x = x_l if x_g is None else paddle.concat([x_l, x_g], axis=1)
+        return run(self._upsample, x)
+
+    def _upsample(self, x):
         train = self.training
         for layer in self.up:
             per_row = 4 * 9 * layer.conv.weight.shape[1] * x.shape[3]  # col: C_out k^2 W_in

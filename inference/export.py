@@ -52,8 +52,12 @@ def export(model, folder, name=None):
     """Writes ``model`` (an InpaintModel) to ``folder`` for paddle.inference; returns the folder.
 
     Raises:
-        RuntimeError: naming the model when tracing fails (an op that cannot take dynamic shapes).
+        RuntimeError: naming the model when tracing fails (an op that cannot take dynamic shapes)
+            or when the model says this Paddle cannot export it (``export_blocker``).
     """
+    blocker = model.export_blocker()
+    if blocker:
+        raise RuntimeError(f'export: {model.NAME}: {blocker}')
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = name or model.NAME
@@ -99,8 +103,11 @@ def export_onnx(folder, opset=17):
     if proc.returncode or not out.is_file():
         log = (proc.stdout + proc.stderr).splitlines()
         errors = [line.strip() for line in log if 'ERROR' in line or 'Error' in line]
+        ffts = sorted({m.decode() for m in re.findall(rb'fft_(?:r2c|c2r|c2c)',
+                                                      graph_file(folder).read_bytes())})
+        hint = f' (the graph holds {", ".join(ffts)}: paddle2onnx converts no FFT)' if ffts else ''
         raise RuntimeError(f'export: paddle2onnx failed on {folder} (exit {proc.returncode}): '
-                           + ' | '.join(errors[-3:] or log[-3:]))
+                           + ' | '.join(errors[-3:] or log[-3:]) + hint)
     if importlib.util.find_spec('onnxruntime') is not None:
         check_onnx(folder)
     return out

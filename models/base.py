@@ -131,6 +131,11 @@ class InpaintModel(nn.Layer):
     def d_loss(self, batch, out, phase=None):
         return None
 
+    def export_blocker(self):
+        """Why this Paddle cannot export the model with dynamic sizes (a one-line reason), or
+        None. inference.export refuses with it; the export tests skip with it."""
+        return None
+
     def schedule(self, it):
         """(critic steps, whether to step the generator, phase) at 0-based iteration ``it``."""
         return (self.cfg.get('d_steps', 1) if self.trains_critic else 0), True, None

@@ -385,6 +385,15 @@ class LaMa(InpaintModel):
         self.resnet_pl = FeatureNet(cfg['resnet_pl_weights'], 'resnet50dilated', PL_STAGES,
                                     'imagenet', key='resnet_pl_weights', uses=('resnet_pl_alpha',))
 
+    def export_blocker(self):
+        """Paddle 3.0 traces rfftn with dynamic sizes into an FFT of n = -1 ("Invalid fft
+        n-point (-1)"); 2.6 and 3.3 export it (checked)."""
+        if paddle.__version__.startswith('3.0.'):
+            return (f'Paddle {paddle.__version__} cannot trace the FFT with dynamic sizes '
+                    '("Invalid fft n-point (-1)"); export with Paddle 2.6 or 3.3, or run the '
+                    'checkpoint (eager)')
+        return None
+
     def forward(self, image, mask):
         """image [N,3,H,W] in [-1,1], mask [N,1,H,W] (1 = hole); H, W multiples of 8.
 

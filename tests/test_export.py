@@ -43,6 +43,8 @@ def exported(tmp_path_factory):
     def get(name):
         if name not in done:
             model = tiny(name)
+            if model.export_blocker():  # this Paddle cannot export the model: said, not hidden
+                pytest.skip(f'{name}: {model.export_blocker()}')
             o1_weights(model.netG)
             model.eval()
             done[name] = model, export(model, tmp_path_factory.mktemp(name))

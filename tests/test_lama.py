@@ -190,15 +190,18 @@ def test_losses_equal_the_official_ones(ref, release):
     image, mask = inputs(ref, 'float64')
     batch = {'image': image, 'mask': mask}
     out = {'pred': paddle.to_tensor(ref['pred64'].astype(np.float64) * 2 - 1)}
+    # the critic's terms: Paddle < 3.3 holds leaky_relu's slope as a float32 attribute
+    # (0.2000000030), visible at 1e-8 in float64; 3.3 agrees to 1e-12
+    critic_tol = 1e-9 if paddle.__version__.startswith('3.3') else 1e-7
     _, g = model.g_loss(batch, out)
     assert abs(float(g['g_l1']) / ref['loss_l1'] - 1) < 1e-9
-    assert abs(10 * float(g['g_adv']) / ref['loss_adv_g'] - 1) < 1e-9
-    assert abs(100 * float(g['g_fm']) / ref['loss_fm'] - 1) < 1e-9
+    assert abs(10 * float(g['g_adv']) / ref['loss_adv_g'] - 1) < critic_tol
+    assert abs(100 * float(g['g_fm']) / ref['loss_fm'] - 1) < critic_tol
     assert abs(30 * float(g['g_pl']) / ref['loss_pl'] - 1) < 1e-9
     loss, d = model.d_loss(batch, out)
-    assert abs(float(d['d_real'] + d['d_fake']) / ref['loss_adv_d'] - 1) < 1e-9
-    assert abs(0.001 * float(d['d_r1']) / ref['loss_r1'] - 1) < 1e-9
-    assert abs(float(loss) / ref['loss_d_total'] - 1) < 1e-9
+    assert abs(float(d['d_real'] + d['d_fake']) / ref['loss_adv_d'] - 1) < critic_tol
+    assert abs(0.001 * float(d['d_r1']) / ref['loss_r1'] - 1) < critic_tol
+    assert abs(float(loss) / ref['loss_d_total'] - 1) < critic_tol
 
 
 def test_r1_backpropagates_into_every_critic_weight():
@@ -243,6 +246,10 @@ def test_export_with_dynamic_sizes_equals_eager(tmp_path):
     from inference import ExportedModel, export
     model = tiny('lama')
     model.eval()
+    if model.export_blocker():
+        with pytest.raises(RuntimeError, match='cannot trace the FFT'):
+            export(model, tmp_path / 'lama')
+        pytest.skip(model.export_blocker())
     folder = export(model, tmp_path / 'lama')
     exported = ExportedModel(folder)
     assert exported.SIZE_MULTIPLE == 16 and exported.FULL_RESOLUTION

@@ -441,3 +441,31 @@ def test_row_tiles_at_inference_change_nothing(monkeypatch):
         grads.append([f.grad.numpy() for f in features])
     for whole_grad, tiled_grad in zip(*grads):
         assert rel(tiled_grad, whole_grad) < 1e-5
+
+
+@pytest.mark.parametrize('name', ['lama_tiny_best.ckpt', 'lama_tiny_iopaint.pt'])
+def test_release_files_convert_and_compute_what_the_official_code_computes(name, tmp_path):
+    """A tiny LaMa saved as the releases are: a Lightning best.ckpt (OmegaConf hyper-parameters,
+    a Lightning callback class as a key, optimizer state) and IOPaint's TorchScript trace; read
+    without torch, converted by tools/convert_weights.py, loaded by test.py's loader, and equal
+    to the official forward (tests/fixtures/README.md, "Release-shaped LaMa files")."""
+    import subprocess
+    import sys
+    from inference import load_model
+    fixtures = Path(__file__).parent / 'fixtures'
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / 'lama.safetensors'
+    proc = subprocess.run([sys.executable, str(root / 'tools' / 'convert_weights.py'), '--source',
+                           'lama_official', '--input', str(fixtures / name), '--output', str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = load_model(out)[0]
+    model.eval()
+    with np.load(fixtures / 'lama_tiny_release_ref.npz') as ref:
+        image, mask, composite = ref['image'], ref['mask'], ref['composite']
+        d_logits = ref['d_logits']
+    with paddle.no_grad():
+        ours = model(paddle.to_tensor(image * 2 - 1), paddle.to_tensor(mask))['composite']
+        assert rel((ours.numpy() + 1) / 2, composite) < 1e-5
+        if name.endswith('.ckpt'):  # the critic travels in best.ckpt only
+            assert rel(model.netD(paddle.to_tensor(image))[0].numpy(), d_logits) < 1e-5
